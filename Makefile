@@ -1,0 +1,55 @@
+# Every target creates or refreshes .venv itself (torch first, pinned), then runs.
+# Stages: make harvest|fetch|extract|filter|dedup|tokenize|manifest|train CONFIG=my.toml SET="key=value ..."
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+CONFIG ?= pipeline/configs/demo.toml
+SET ?=
+SET_ARGS := $(foreach s,$(SET),--set $(s))
+
+# tiktoken cannot download GPT-2's vocabulary without internet; use the shared cache when it is there.
+SHARED_TIKTOKEN := $(abspath ../shared/data/gpt2/tiktoken-cache)
+ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
+export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
+endif
+export PYTHONUNBUFFERED := 1
+export RAY_USAGE_STATS_ENABLED := 0
+
+STAGES := harvest fetch extract filter dedup tokenize manifest
+
+.PHONY: venv demo test lint $(STAGES) train clean-demo help
+
+help:
+	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
+	@echo "make test    - the test suite"
+	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
+	@echo "make lint    - ruff"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m pipeline demo
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+$(STAGES): venv
+	$(PY) -m pipeline $@ --config $(CONFIG) $(SET_ARGS)
+
+train: venv
+	$(PY) -m model.train --config $(CONFIG) $(SET_ARGS)
+
+clean-demo:
+	rm -rf runs/demo

@@ -1,0 +1,1 @@
+"""GPT-2 and its trainer, fed by the pipeline's token shards."""

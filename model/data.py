@@ -1,0 +1,54 @@
+"""Token shards for training: memory-mapped, checked against the model's tokenizer, sampled reproducibly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.dataset import Dataset
+from pipeline.errors import PipelineError
+from pipeline.token_format import check_metadata, mmap_tokens, read_metadata
+
+
+class TokenData:
+    """All shards of one split. Windows are drawn uniformly over token positions (shards weighted by length)."""
+
+    def __init__(
+        self,
+        tokens_dir: str | Path,
+        split: str,
+        tokenizer: str = "gpt2",
+        vocab_sha256: str | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        files = Dataset(tokens_dir).shard_files(".arrow", subdir=split)
+        # Each DDP rank reads its own share of the shards (all of them when there are fewer shards than ranks).
+        mine = files[rank::world_size] if len(files) >= world_size else files
+        self.arrays: list[np.ndarray] = []
+        for f in mine:
+            check_metadata(f, read_metadata(f), tokenizer, vocab_sha256)
+            arr = mmap_tokens(f)
+            if len(arr):
+                self.arrays.append(arr)
+        self.lengths = np.array([len(a) for a in self.arrays], dtype=np.int64)
+        if not len(self.arrays):
+            raise PipelineError(f"{tokens_dir}: the {split} split has no tokens (raise tokenize.val_fraction?)")
+        self.n_tokens = int(self.lengths.sum())
+
+    def get_batch(
+        self, batch_size: int, block_size: int, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x, y: (B, T) int64, y shifted by one. Shards shorter than a window are skipped."""
+        usable = np.maximum(self.lengths - block_size - 1, 0)
+        if usable.sum() == 0:
+            raise PipelineError(f"no shard holds more than block_size+1 = {block_size + 1} tokens; lower block_size")
+        starts = rng.integers(0, usable.sum(), size=batch_size)
+        edges = np.cumsum(usable)
+        shard = np.searchsorted(edges, starts, side="right")
+        offset = starts - (edges[shard] - usable[shard])
+        rows = [self.arrays[s][o : o + block_size + 1].astype(np.int64) for s, o in zip(shard, offset)]
+        buf = torch.from_numpy(np.stack(rows))  # (B, T+1)
+        return buf[:, :-1].contiguous(), buf[:, 1:].contiguous()

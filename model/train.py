@@ -1,0 +1,370 @@
+"""Train GPT-2 on the pipeline's token shards: `python -m model.train [--config FILE] [--set key=value ...]`.
+
+Runs under Ray Train's TorchTrainer (mode="ray", default; DDP across `num_workers`) or as one plain process
+(mode="local"). Checkpoints carry model, optimizer, step, config and every RNG state, so a resumed run continues
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from model.data import TokenData
+from model.gpt import GPT, PRESETS, GPTConfig, padded_vocab
+from pipeline.config import StageConfig, load_config
+from pipeline.dataset import atomic_path, write_json
+from pipeline.errors import PipelineError
+
+
+class TrainConfig(StageConfig):
+    data: str  # a `tokenize` output directory
+    out_dir: str
+    model: str = "gpt2"  # a preset of model.gpt.PRESETS
+    n_layer: int | None = None  # overrides of the preset
+    n_head: int | None = None
+    n_embd: int | None = None
+    block_size: int | None = None
+    dropout: float = 0.0
+    tokenizer: str = "gpt2"
+    batch_size: int = Field(12, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(600_000, ge=1)
+    lr: float = 6e-4
+    min_lr: float = 6e-5
+    warmup_steps: int = 2000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_interval: int = Field(2000, ge=1)
+    eval_iters: int = Field(200, ge=1)
+    log_interval: int = Field(10, ge=1)
+    seed: int = 1337
+    device: str = "auto"  # auto: cuda if available
+    compile: bool = False
+    mode: str = Field("ray", pattern="^(ray|local)$")
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    sample_tokens: int = 64
+    sample_prompt: str = "The"
+    temperature: float = 0.8
+    top_k: int | None = 200
+    top_p: float | None = None
+
+    transport_keys = frozenset({"mode", "num_workers", "use_gpu", "cpus_per_worker", "device", "compile"})
+
+    def gpt_config(self) -> GPTConfig:
+        if self.model not in PRESETS:
+            raise PipelineError(f"unknown model preset {self.model!r} (choose from {', '.join(PRESETS)})")
+        kw: dict[str, Any] = dict(PRESETS[self.model])
+        for k in ("n_layer", "n_head", "n_embd", "block_size"):
+            if getattr(self, k) is not None:
+                kw[k] = getattr(self, k)
+        return GPTConfig(vocab_size=padded_vocab(), dropout=self.dropout, **kw)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to min_lr at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def save_checkpoint(
+    path: Path, raw_model: GPT, optimizer, step: int, cfg: TrainConfig, data_rng: np.random.Generator
+) -> None:
+    state = {
+        "model": raw_model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "config": cfg.resolved(),
+        "gpt_config": vars(raw_model.config),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy_data": data_rng.bit_generator.state,
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several unrelated types for a bad file
+        raise PipelineError(f"{path}: unreadable checkpoint ({e.__class__.__name__}: {e})") from None
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """One worker's training. Under Ray Train every worker runs this; rank 0 writes files."""
+    cfg = TrainConfig.model_validate({k: v for k, v in config.items() if not k.startswith("_")})
+    under_ray = bool(config.get("_ray"))
+    vocab_sha = config.get("_vocab_sha256")
+    rank, world = 0, 1
+    if under_ray:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        rank, world = ctx.get_world_rank(), ctx.get_world_size()
+        device = ray.train.torch.get_device()
+    else:
+        device = torch.device(
+            "cuda"
+            if cfg.device == "auto" and torch.cuda.is_available()
+            else ("cpu" if cfg.device == "auto" else cfg.device)
+        )
+    torch.set_num_threads(cfg.cpus_per_worker)
+    out = Path(cfg.out_dir)
+    ckpt_path = out / "checkpoints" / "ckpt.pt"
+
+    torch.manual_seed(cfg.seed + rank)
+    data_rng = np.random.default_rng(cfg.seed + rank)
+    gcfg = cfg.gpt_config()
+    model = GPT(gcfg).to(device)
+    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
+    start_step = 0
+
+    state = None
+    if under_ray and ray.train.get_checkpoint() is not None:
+        with ray.train.get_checkpoint().as_directory() as d:
+            state = load_checkpoint(Path(d) / "ckpt.pt")
+    elif ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = state["step"]
+        torch.set_rng_state(state["rng"]["torch"])
+        data_rng.bit_generator.state = state["rng"]["numpy_data"]
+        if rank == 0:
+            print(f"train: resuming from step {start_step}")
+
+    train = TokenData(cfg.data, "train", cfg.tokenizer, vocab_sha, rank, world)
+    val = TokenData(cfg.data, "val", cfg.tokenizer, vocab_sha)
+    raw_model = model
+    if under_ray and world > 1:
+        model = ray.train.torch.prepare_model(model)
+    if cfg.compile:
+        model = torch.compile(model)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    metrics_path = out / "metrics.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(rec: dict[str, Any]) -> None:
+        if rank == 0:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    @torch.no_grad()
+    def evaluate() -> float:
+        model.eval()
+        eval_rng = np.random.default_rng(cfg.seed + 10_000)  # the same val windows at every evaluation
+        losses = []
+        for _ in range(cfg.eval_iters):
+            x, y = val.get_batch(cfg.batch_size, gcfg.block_size, eval_rng)
+            with autocast:
+                _, loss = raw_model(x.to(device), y.to(device))
+            losses.append(loss.item())
+        model.train()
+        return float(np.mean(losses))
+
+    def checkpoint(step: int, metrics: dict[str, Any]) -> None:
+        if rank == 0:
+            save_checkpoint(ckpt_path, raw_model, optimizer, step, cfg, data_rng)
+        if under_ray:
+            with tempfile.TemporaryDirectory() as d:
+                ckpt = None
+                if rank == 0:
+                    save_checkpoint(Path(d) / "ckpt.pt", raw_model, optimizer, step, cfg, data_rng)
+                    ckpt = ray.train.Checkpoint.from_directory(d)
+                ray.train.report(metrics, checkpoint=ckpt)
+
+    tokens_per_step = cfg.batch_size * gcfg.block_size * cfg.grad_accum * world
+    t0 = time.time()
+    model.train()
+    for step in range(start_step, cfg.max_steps):
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        for micro in range(cfg.grad_accum):
+            x, y = train.get_batch(cfg.batch_size, gcfg.block_size, data_rng)
+            sync = nullcontext()
+            if world > 1 and micro < cfg.grad_accum - 1:
+                sync = model.no_sync()  # all-reduce once per step, not per micro-batch
+            with sync, autocast:
+                _, loss = model(x.to(device), y.to(device))
+                (loss / cfg.grad_accum).backward()
+            loss_sum += loss.item() / cfg.grad_accum
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        if done % cfg.log_interval == 0 or done == start_step + 1 or done == cfg.max_steps:
+            dt = time.time() - t0
+            log(
+                {
+                    "kind": "train",
+                    "step": done,
+                    "loss": round(loss_sum, 6),
+                    "lr": lr,
+                    "tokens": done * tokens_per_step,
+                    "tokens_per_s": round(tokens_per_step * cfg.log_interval / max(dt, 1e-9)),
+                }
+            )
+            t0 = time.time()
+        if done % cfg.eval_interval == 0 or done == cfg.max_steps:
+            val_loss = evaluate()
+            rec = {
+                "kind": "eval",
+                "step": done,
+                "val_loss": round(val_loss, 6),
+                "val_ppl": round(math.exp(min(val_loss, 50)), 3),
+                "train_loss": round(loss_sum, 6),
+            }
+            log(rec)
+            if rank == 0:
+                print(f"train: step {done}/{cfg.max_steps} loss {loss_sum:.4f} val_loss {val_loss:.4f}")
+            checkpoint(done, rec)
+
+    if rank == 0:
+        from pipeline.resources import tokenizer
+
+        enc = tokenizer(cfg.tokenizer)
+        prompt = torch.tensor([enc.encode_ordinary(cfg.sample_prompt)], dtype=torch.long, device=device)
+        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        raw_model.eval()
+        ids = raw_model.generate(prompt, cfg.sample_tokens, cfg.temperature, cfg.top_k, cfg.top_p, generator=gen)
+        sample = enc.decode(ids[0].tolist())
+        write_json(out / "final.json", summarize(cfg, metrics_path, sample, raw_model.num_params()))
+
+
+def summarize(cfg: TrainConfig, metrics_path: Path, sample: str, params: int) -> dict[str, Any]:
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    return {
+        "config_fingerprint": cfg.fingerprint(),
+        "params": params,
+        "steps": train[-1]["step"] if train else 0,
+        "first_loss": train[0]["loss"] if train else None,
+        "last_loss": train[-1]["loss"] if train else None,
+        "val_loss": evals[-1]["val_loss"] if evals else None,
+        "sample": sample,
+    }
+
+
+def plot_losses(out_dir: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train")
+    ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", label="val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / "loss.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or reuse a finished run with the same config) and return the summary from final.json."""
+    out = Path(cfg.out_dir)
+    final = out / "final.json"
+    if final.is_file():
+        summary = json.loads(final.read_text())
+        if summary.get("config_fingerprint") == cfg.fingerprint():
+            return summary | {"reused": True}
+        raise PipelineError(f"{out} holds a finished run with another config; choose another out_dir")
+    from pipeline.resources import vocab_sha256
+
+    config = cfg.resolved() | {"_vocab_sha256": vocab_sha256(cfg.tokenizer)}
+    if cfg.mode == "local":
+        train_loop(config)
+    else:
+        fit_with_ray(cfg, config)
+    plot_losses(out)
+    return json.loads(final.read_text())
+
+
+def fit_with_ray(cfg: TrainConfig, config: dict[str, Any]) -> None:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipeline.runner import RayRunner
+
+    RayRunner()  # joins $RAY_ADDRESS or starts embedded Ray, forwarding the env the workers need
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=config | {"_ray": True},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name="train",
+            storage_path=str((Path(cfg.out_dir) / "ray").resolve()),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=2),
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise PipelineError(f"training failed: {result.error}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m model.train", description=__doc__)
+    ap.add_argument("--config", metavar="FILE", help="TOML file with a [train] table")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(TrainConfig, "train", args.config, args.overrides)
+        summary = run(cfg)
+    except PipelineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_summary(summary, Path(cfg.out_dir)))
+    return 0
+
+
+def format_summary(s: dict[str, Any], out_dir: Path) -> str:
+    head = "train: reusing finished run" if s.get("reused") else "train: done"
+    return (
+        f"{head} in {out_dir}: {s['params']:,} parameters, {s['steps']} steps, "
+        f"loss {s['first_loss']:.3f} -> {s['last_loss']:.3f}, val loss {s['val_loss']:.3f}\n"
+        f"loss curve: {out_dir / 'loss.png'}\nsample: {s['sample']!r}"
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

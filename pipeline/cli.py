@@ -1,0 +1,137 @@
+"""`python -m pipeline <stage> [--config FILE] [--set key=value ...]` and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any
+
+from pipeline.config import StageConfig, load_config
+from pipeline.errors import PipelineError
+
+# stage name -> (module, config class name). Adding a stage: a module with a Config and run(), then a line here.
+STAGES: dict[str, tuple[str, str]] = {
+    "harvest": ("pipeline.harvest", "HarvestConfig"),
+    "fetch": ("pipeline.fetch", "FetchConfig"),
+    "extract": ("pipeline.extract", "ExtractConfig"),
+    "filter": ("pipeline.filter", "FilterConfig"),
+    "dedup": ("pipeline.dedup", "DedupConfig"),
+    "tokenize": ("pipeline.tokenize", "TokenizeConfig"),
+    "manifest": ("pipeline.manifest", "ManifestConfig"),
+}
+RAYLESS = {"manifest"}
+
+
+def stage_parts(name: str) -> tuple[Any, type[StageConfig]]:
+    module = importlib.import_module(STAGES[name][0])
+    return module, getattr(module, STAGES[name][1])
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML file with a table per stage ([harvest], [fetch], ...)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='override a config key (TOML literal: 3, 0.5, true, ["en"]); repeatable',
+    )
+    p.add_argument(
+        "--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)"
+    )
+    p.add_argument(
+        "--runner",
+        choices=["ray", "local"],
+        default="ray",
+        help="'local' runs every shard in this process (for debugging)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output directory that holds a run with a different config or input",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m pipeline", description="The OpenWebText pipeline, stage by stage.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in STAGES:
+        module = importlib.import_module(STAGES[name][0])
+        p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
+        add_run_options(p)
+    d = sub.add_parser("demo", help="the whole pipeline and a tiny GPT-2 on the embedded sample, offline")
+    add_run_options(d)
+    d.add_argument("--run-dir", default="runs/demo", help="where the demo world and every dataset go")
+    d.add_argument("--skip-train", action="store_true")
+    w = sub.add_parser("world", help="generate the demo world (a Pushshift-format dump and the web it links to)")
+    w.add_argument("out", help="output directory")
+    w.add_argument("--articles", type=int, default=240)
+    w.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("replay", help="serve WARC files on loopback, as an HTTP proxy for fetch")
+    r.add_argument("args", nargs=argparse.REMAINDER)
+    return ap
+
+
+def run_stage(name: str, cfg: StageConfig, runner, overwrite: bool = False) -> dict[str, Any]:
+    from pipeline.stage import summary_line
+
+    module, _ = stage_parts(name)
+    result = module.run(cfg, runner, overwrite=overwrite)
+    if result.get("reused"):
+        where = result.get("path") or cfg.output  # type: ignore[attr-defined]
+        print(
+            f"{name}: reusing {where} (finished {result.get('finished', result.get('created'))}, same config and input)"
+        )
+    elif name != "manifest":
+        print(summary_line(result))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "replay":
+            from pipeline import replay
+
+            return replay.main(args.args)
+        if args.command == "world":
+            from pipeline.demo_world import generate
+
+            print(generate(args.out, articles=args.articles, seed=args.seed))
+            return 0
+        if args.command == "demo":
+            from pipeline.demo import run_demo
+
+            return run_demo(args)
+        _, cls = stage_parts(args.command)
+        cfg = load_config(cls, args.command, args.config, args.overrides)
+        runner = None
+        if args.command not in RAYLESS:
+            from pipeline.runner import make_runner
+
+            runner = make_runner(args.runner, args.address)
+        try:
+            result = run_stage(args.command, cfg, runner, overwrite=args.overwrite)
+        finally:
+            if runner is not None:
+                runner.close()
+        if args.command == "manifest":
+            from pipeline.manifest import format_funnel
+
+            print(f"manifest: {result['path']}")
+            print(format_funnel(result))
+        return 0
+    except PipelineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished shards are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

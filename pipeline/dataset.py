@@ -1,0 +1,178 @@
+"""The dataset-directory contract (docs/ARCHITECTURE.md): shards + per-shard completion records + a stage manifest.
+
+    <dataset>/
+      part-00000.parquet ...      output shards (a shard may be several files with the same stem)
+      _shards/part-00000.json     completion record of one shard, written last: files + sha256, rows, drops
+      _run.json                   what this directory is being built from (config + input fingerprints)
+      _stage.json                 the stage manifest, written only when every shard is done
+
+A directory without `_stage.json` is incomplete: the next stage refuses it, a rerun resumes it.
+Every file is written under a temporary name and renamed, so a crash never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import PipelineError
+
+STAGE_FILE = "_stage.json"
+RUN_FILE = "_run.json"
+SHARD_RECORDS = "_shards"
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{p}: not found") from None
+    except json.JSONDecodeError as e:
+        raise PipelineError(f"{p}: corrupt JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def write_parquet(table: pa.Table, path: str | Path) -> None:
+    # Fixed writer settings so the same table gives the same bytes on every run.
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=10_000, write_statistics=True)
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise PipelineError(f"{path}: unreadable shard ({e}); rerun the stage that wrote it") from None
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entry(path: Path, root: Path) -> dict[str, Any]:
+    return {"path": path.relative_to(root).as_posix(), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def code_version() -> str:
+    from pipeline import __version__
+
+    here = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+class Dataset:
+    """A dataset directory, as one stage's output and the next stage's input."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.path)!r})"
+
+    @property
+    def stage_file(self) -> Path:
+        return self.path / STAGE_FILE
+
+    def is_complete(self) -> bool:
+        return self.stage_file.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        """The stage manifest of a finished dataset; a clear error if the stage never finished."""
+        if not self.path.is_dir():
+            raise PipelineError(f"input {self.path}: no such dataset directory; run the stage that writes it first")
+        if not self.is_complete():
+            raise PipelineError(
+                f"input {self.path}: incomplete (no {STAGE_FILE}); rerun the stage that writes it to finish it"
+            )
+        return read_json(self.stage_file)
+
+    def fingerprint(self) -> str:
+        return self.manifest()["output_fingerprint"]
+
+    def shard_files(self, suffix: str = ".parquet", subdir: str = "") -> list[Path]:
+        """Files of the finished dataset, in shard order, checked to exist (listed from the manifest, not a glob)."""
+        files = []
+        for shard in self.manifest()["shards"]:
+            for entry in shard["files"]:
+                rel = entry["path"]
+                if rel.endswith(suffix) and (not subdir or rel.startswith(subdir + "/")):
+                    p = self.path / rel
+                    if not p.is_file():
+                        raise PipelineError(f"input {self.path}: shard file {rel} is missing; rerun its stage")
+                    files.append(p)
+        return files
+
+    # --- per-shard completion records -----------------------------------------------------------
+
+    def record_path(self, name: str) -> Path:
+        return self.path / SHARD_RECORDS / f"{name}.json"
+
+    def done_record(self, name: str) -> dict[str, Any] | None:
+        p = self.record_path(name)
+        if not p.is_file():
+            return None
+        rec = read_json(p)
+        if not all((self.path / f["path"]).is_file() for f in rec["files"]):
+            return None  # a file went missing since: redo the shard
+        return rec
+
+    def write_record(self, name: str, record: dict[str, Any]) -> None:
+        write_json(self.record_path(name), record)
+
+    def reset(self) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path)

@@ -1,0 +1,106 @@
+"""Where shard work runs: embedded or cluster Ray, or in-process for debugging.
+
+This is the only module that imports `ray` for the data stages, so a Ray API change touches one file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from tqdm import tqdm
+
+from pipeline.errors import PipelineError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Environment the workers need to see the same files as the driver (tiktoken has no network here).
+FORWARDED_ENV = ("TIKTOKEN_CACHE_DIR", "OWT_FASTTEXT_MODEL")
+
+
+class Runner(Protocol):
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, desc: str) -> list[R]: ...
+
+    def close(self) -> None: ...
+
+
+def _progress(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="shard", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+
+class LocalRunner:
+    """Runs every task in this process, one after another: for debugging with pdb and for tiny inputs."""
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, desc: str) -> list[R]:
+        out = []
+        with _progress(len(items), desc) as bar:
+            for item in items:
+                out.append(fn(item))
+                bar.update(1)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class RayRunner:
+    """One Ray task per shard. `address=None` starts an embedded local Ray unless RAY_ADDRESS is set."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+        import ray
+
+        self._ray = ray
+        self._owned = False
+        if not ray.is_initialized():
+            env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+            kwargs: dict[str, Any] = {
+                "address": address,
+                # The dashboard serves Ray's state API, which Ray Train's controller polls, and job submission.
+                "logging_level": "WARNING",
+                "log_to_driver": True,
+                "runtime_env": {"env_vars": env} if env else None,
+            }
+            if address is None and not os.environ.get("RAY_ADDRESS") and num_cpus:
+                kwargs["num_cpus"] = num_cpus
+            ray.init(**kwargs)
+            self._owned = True
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, desc: str) -> list[R]:
+        ray = self._ray
+        if not items:
+            return []
+        # Tasks are idempotent (atomic writes, completion records), so Ray may rerun one after a worker dies.
+        remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+        refs = [remote.remote(item) for item in items]
+        pending = list(refs)
+        with _progress(len(refs), desc) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    self._get(ref)  # surface the first failure at once, not after every task finished
+                bar.update(len(done))
+        return [self._get(ref) for ref in refs]
+
+    def _get(self, ref: Any) -> Any:
+        try:
+            return self._ray.get(ref)
+        except self._ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, PipelineError):
+                raise type(cause)(str(cause)) from None
+            raise
+
+    def close(self) -> None:
+        if self._owned:
+            self._ray.shutdown()
+
+
+def make_runner(mode: str = "ray", address: str | None = None, num_cpus: int | None = None) -> Runner:
+    if mode == "local":
+        return LocalRunner()
+    if mode == "ray":
+        return RayRunner(address=address, num_cpus=num_cpus)
+    raise PipelineError(f"unknown runner {mode!r} (choose 'ray' or 'local')")

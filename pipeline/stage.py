@@ -1,0 +1,197 @@
+"""The lifecycle every stage shares: reuse or resume the output directory, map shards, write the stage manifest."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import StageConfig
+from pipeline.dataset import RUN_FILE, Dataset, code_version, file_entry, read_json, write_json
+from pipeline.errors import PipelineError
+from pipeline.runner import Runner
+
+
+@dataclass
+class ShardTask:
+    name: str  # output shard name, e.g. "part-00003"
+    inputs: list[str]  # input files (absolute paths)
+    output: str  # the output dataset directory
+    config: Any  # the stage's config (picklable pydantic model)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def finish_shard(
+    task: ShardTask,
+    files: Sequence[Path],
+    rows_in: int,
+    rows_out: int,
+    drops: Counter | dict[str, int] | None = None,
+    extra: dict[str, Any] | None = None,
+    records_dir: str = "",
+) -> dict[str, Any]:
+    """Hash the shard's files and write its completion record, last, so a killed task leaves no record."""
+    ds = Dataset(task.output)
+    record = {
+        "name": task.name,
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "drops": dict(sorted((drops or {}).items())),
+        "files": [file_entry(Path(p), ds.path) for p in files],
+        **(extra or {}),
+    }
+    ds.write_record(f"{records_dir}/{task.name}" if records_dir else task.name, record)
+    return record
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+class StageRun:
+    """One run of one stage into one output directory.
+
+    Reuse: if the directory already holds a finished run with the same config fingerprint and input
+    fingerprints, nothing runs (`reused` is True). Resume: an unfinished run with the same identity skips the
+    shards that have completion records. A different identity is refused unless `overwrite` is set.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        config: StageConfig,
+        output: str | Path,
+        inputs: dict[str, str],
+        runner: Runner,
+        overwrite: bool = False,
+    ):
+        self.stage = stage
+        self.config = config
+        self.out = Dataset(output)
+        self.inputs = inputs
+        self.runner = runner
+        self.identity = {"stage": stage, "config": config.fingerprint(), "inputs": inputs}
+        self.started = time.time()
+        self.resumed_shards = 0
+        self.reused = False
+        self._open(overwrite)
+
+    def _open(self, overwrite: bool) -> None:
+        run_file = self.out.path / RUN_FILE
+        if run_file.is_file():
+            previous = read_json(run_file)
+            same = previous.get("identity") == self.identity
+            if same and self.out.is_complete():
+                self.reused = True
+                return
+            if not same:
+                if not overwrite:
+                    raise PipelineError(
+                        f"output {self.out.path} holds a {previous.get('identity', {}).get('stage', '?')} run with "
+                        "a different config or input; choose another output or pass --overwrite"
+                    )
+                self.out.reset()
+        elif self.out.path.exists() and any(self.out.path.iterdir()):
+            if not overwrite:
+                raise PipelineError(
+                    f"output {self.out.path} exists and was not written by this pipeline; "
+                    "choose another output or pass --overwrite"
+                )
+            self.out.reset()
+        self.out.path.mkdir(parents=True, exist_ok=True)
+        # Leftovers of a killed run: temporary files are never complete, remove them.
+        for tmp in glob.glob(str(self.out.path / "**" / ".*.tmp-*"), recursive=True):
+            Path(tmp).unlink(missing_ok=True)
+        write_json(run_file, {"identity": self.identity, "config": self.config.resolved(), "started": now_iso()})
+
+    def map(
+        self,
+        fn: Callable[[ShardTask], dict[str, Any]],
+        tasks: Sequence[ShardTask],
+        desc: str,
+        records_dir: str = "",
+    ) -> list[dict[str, Any]]:
+        """Run `fn` over the tasks that have no completion record yet; return every record, in task order."""
+        records: dict[str, dict[str, Any]] = {}
+        todo = []
+        for t in tasks:
+            rec = self.out.done_record(f"{records_dir}/{t.name}" if records_dir else t.name)
+            if rec is not None:
+                records[t.name] = rec
+            else:
+                todo.append(t)
+        if records:
+            self.resumed_shards += len(records)
+            print(f"{self.stage}: {len(records)}/{len(tasks)} {desc} shards already done, resuming")
+        for t, rec in zip(todo, self.runner.map(fn, todo, desc=f"{self.stage} {desc}")):
+            records[t.name] = rec
+        return [records[t.name] for t in tasks]
+
+    def finish(
+        self,
+        shards: list[dict[str, Any]],
+        rows_in: int | None = None,
+        drops: dict[str, int] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        total_drops: Counter = Counter()
+        for s in shards:
+            total_drops.update(s.get("drops", {}))
+        if drops is not None:
+            total_drops = Counter(drops)
+        hashes = [(f["path"], f["sha256"]) for s in shards for f in s["files"]]
+        manifest = {
+            "stage": self.stage,
+            "code_version": code_version(),
+            "config": self.config.resolved(),
+            "config_fingerprint": self.identity["config"],
+            "inputs": self.inputs,
+            "rows_in": sum(s["rows_in"] for s in shards) if rows_in is None else rows_in,
+            "rows_out": sum(s["rows_out"] for s in shards),
+            "drops": dict(sorted(total_drops.items())),
+            "shards": shards,
+            "output_fingerprint": hashlib.sha256(json.dumps(sorted(hashes)).encode()).hexdigest(),
+            "finished": now_iso(),
+            "wall_time_s": round(time.time() - self.started, 3),
+            "resumed_shards": self.resumed_shards,
+            **(extra or {}),
+        }
+        write_json(self.out.stage_file, manifest)
+        return manifest
+
+
+def run_shardwise(
+    stage: str,
+    cfg: Any,
+    fn: Callable[[ShardTask], dict[str, Any]],
+    runner: Runner,
+    overwrite: bool = False,
+    desc: str = "shards",
+    totals: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The common case: one task per input shard (its .parquet file), one output shard per task.
+    `totals` adds stage-level figures computed from the shard records to the stage manifest."""
+    src = Dataset(cfg.input)
+    run_ = StageRun(stage, cfg, cfg.output, {str(src.path): src.fingerprint()}, runner, overwrite)
+    if run_.reused:
+        return run_.out.manifest() | {"reused": True}
+    out = str(run_.out.path.resolve())
+    tasks = [ShardTask(p.stem, [str(p.resolve())], out, cfg) for p in src.shard_files(".parquet")]
+    shards = run_.map(fn, tasks, desc)
+    return run_.finish(shards, extra=totals(shards) if totals else None)
+
+
+def summary_line(manifest: dict[str, Any]) -> str:
+    drops = ", ".join(f"{k} {v:,}" for k, v in sorted(manifest["drops"].items(), key=lambda kv: -kv[1]))
+    return (
+        f"{manifest['stage']}: {manifest['rows_in']:,} in -> {manifest['rows_out']:,} out"
+        + (f" (dropped: {drops})" if drops else "")
+        + f" in {manifest['wall_time_s']:.1f}s"
+    )

@@ -1,0 +1,102 @@
+"""tokenize: documents -> GPT-2 token shards (uint16, EOT after every document), split train/val by doc hash.
+
+Per input shard: `train/<shard>.arrow`, `val/<shard>.arrow` (see pipeline/token_format.py) and
+`docs/<shard>.parquet`, which maps each document to its split, token offset and length (provenance).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from pipeline.config import StageConfig
+from pipeline.dataset import read_parquet, write_parquet
+from pipeline.resources import tokenizer, vocab_sha256
+from pipeline.stage import ShardTask, finish_shard, run_shardwise
+from pipeline.token_format import write_token_shard
+
+
+class TokenizeConfig(StageConfig):
+    input: str
+    output: str
+    tokenizer: str = "gpt2"
+    val_fraction: float = Field(0.0005, ge=0.0, le=1.0)  # nanoGPT's OpenWebText split
+    threads: int = Field(2, ge=1)
+
+    transport_keys = frozenset({"threads"})
+
+
+def split_of(url_id: str, val_fraction: float) -> str:
+    """By document hash, so a document stays in its split when the corpus grows."""
+    return "val" if int(url_id, 16) / 2**64 < val_fraction else "train"
+
+
+DOCS_SCHEMA = pa.schema(
+    [
+        ("url_id", pa.string()),
+        ("url", pa.string()),
+        ("split", pa.string()),
+        ("token_start", pa.int64()),
+        ("n_tokens", pa.int64()),
+    ]
+)
+
+
+def tokenize_shard(task: ShardTask) -> dict[str, Any]:
+    cfg: TokenizeConfig = task.config
+    (path,) = task.inputs
+    t = read_parquet(path, columns=["url_id", "url", "text"])
+    enc = tokenizer(cfg.tokenizer)
+    encoded = enc.encode_ordinary_batch(t.column("text").to_pylist(), num_threads=cfg.threads)
+    ids, urls = t.column("url_id").to_pylist(), t.column("url").to_pylist()
+    parts: dict[str, list[list[int]]] = {"train": [], "val": []}
+    pos = {"train": 0, "val": 0}
+    docs: dict[str, list[Any]] = {name: [] for name in DOCS_SCHEMA.names}
+    for uid, url, toks in zip(ids, urls, encoded):
+        split = split_of(uid, cfg.val_fraction)
+        toks.append(enc.eot_token)
+        for k, v in (
+            ("url_id", uid),
+            ("url", url),
+            ("split", split),
+            ("token_start", pos[split]),
+            ("n_tokens", len(toks)),
+        ):
+            docs[k].append(v)
+        parts[split].append(toks)
+        pos[split] += len(toks)
+    out = Path(task.output)
+    meta = {
+        "tokenizer": cfg.tokenizer,
+        "vocab_sha256": vocab_sha256(cfg.tokenizer),
+        "eot_token": str(enc.eot_token),
+        "source_shard": task.name,
+    }
+    files = []
+    for split, lists in parts.items():
+        flat = np.fromiter((x for toks in lists for x in toks), dtype=np.uint16, count=pos[split])
+        p = out / split / f"{task.name}.arrow"
+        write_token_shard(p, flat, meta | {"split": split, "n_docs": str(len(lists))})
+        files.append(p)
+    docs_path = out / "docs" / f"{task.name}.parquet"
+    write_parquet(pa.table(docs, schema=DOCS_SCHEMA), docs_path)
+    files.append(docs_path)
+    return finish_shard(
+        task,
+        files,
+        rows_in=t.num_rows,
+        rows_out=t.num_rows,
+        extra={"tokens": {"train": pos["train"], "val": pos["val"]}, "docs": {k: len(v) for k, v in parts.items()}},
+    )
+
+
+def _totals(shards: list[dict[str, Any]]) -> dict[str, Any]:
+    return {key: {s: sum(r[key][s] for r in shards) for s in ("train", "val")} for key in ("tokens", "docs")}
+
+
+def run(cfg: TokenizeConfig, runner, overwrite: bool = False) -> dict[str, Any]:
+    return run_shardwise("tokenize", cfg, tokenize_shard, runner, overwrite, desc="documents", totals=_totals)

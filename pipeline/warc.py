@@ -1,0 +1,94 @@
+"""WARC reading and writing shared by fetch (writer), extract (reader) and the replay server (reader)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from pipeline.errors import PipelineError
+
+HOP_BY_HOP = {"transfer-encoding", "connection", "keep-alive", "content-length"}
+
+
+@dataclass
+class Response:
+    url: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes  # decoded payload (no chunking, no content-encoding)
+
+
+def read_response_at(path: str | Path, offset: int) -> Response:
+    """The response record that starts at `offset` (each record is its own gzip member, so we can seek)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            record = next(iter(ArchiveIterator(f)))
+            return _response(record)
+    except (StopIteration, OSError, ValueError) as e:
+        raise PipelineError(f"{path}: no readable WARC record at offset {offset} ({e}); rerun fetch") from None
+
+
+def _response(record) -> Response:
+    http = record.http_headers
+    status = int(http.get_statuscode()) if http else 200
+    headers = list(http.headers) if http else []
+    return Response(record.rec_headers.get_header("WARC-Target-URI"), status, headers, record.content_stream().read())
+
+
+def iter_responses(path: str | Path) -> Iterator[Response]:
+    with open(path, "rb") as f:
+        for record in ArchiveIterator(f):
+            if record.rec_type == "response":
+                yield _response(record)
+
+
+class WarcShardWriter:
+    """Appends request/response pairs to one gzip WARC file and reports where each response landed."""
+
+    def __init__(self, fileobj: io.BufferedIOBase):
+        self.f = fileobj
+        self.writer = WARCWriter(fileobj, gzip=True, warc_version="1.1")
+
+    def write_pair(
+        self,
+        url: str,
+        request_headers: list[tuple[str, str]],
+        status_line: str,
+        response_headers: list[tuple[str, str]],
+        payload: bytes,
+        truncated: bool,
+    ) -> tuple[int, int]:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        req = self.writer.create_warc_record(
+            url,
+            "request",
+            http_headers=StatusAndHeaders(f"GET {path} HTTP/1.1", request_headers, is_http_request=True),
+        )
+        # The payload is stored as received, minus transfer chunking (urllib3 removes it): the header that would
+        # claim chunking is renamed, as Common Crawl does, so readers don't try to de-chunk.
+        headers = [(f"X-Crawler-{k}" if k.lower() in ("transfer-encoding",) else k, v) for k, v in response_headers]
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(payload))))
+        warc_headers = {"WARC-Truncated": "length"} if truncated else None
+        resp = self.writer.create_warc_record(
+            url,
+            "response",
+            payload=io.BytesIO(payload),
+            length=len(payload),
+            http_headers=StatusAndHeaders(status_line, headers, protocol="HTTP/1.1"),
+            warc_headers_dict=warc_headers,
+        )
+        self.writer.write_record(req)
+        offset = self.f.tell()
+        self.writer.write_record(resp)
+        return offset, self.f.tell() - offset
