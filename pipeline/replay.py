@@ -67,14 +67,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client closing its keep-alive connection is normal, not an error
+        super().handle_error(request, client_address)
+
+
 class ReplayServer:
     """`with ReplayServer(warcs) as url:` serves on 127.0.0.1 in a background thread."""
 
     def __init__(self, warc_files: list[Path], host: str = "127.0.0.1", port: int = 0):
         archive = ReplayArchive(warc_files)
         handler = type("Handler", (_Handler,), {"archive": archive})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

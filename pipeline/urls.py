@@ -23,7 +23,7 @@ def normalize_url(url: str) -> str | None:
     if parts.scheme.lower() not in ALLOWED_SCHEMES or not parts.hostname:
         return None
     try:
-        normalized = courlan.normalize_url(url, strict=True)
+        normalized = courlan.normalize_url(url, strict=False)  # strict=True drops every query parameter
     except (ValueError, AttributeError):
         return None
     normalized, _ = urldefrag(normalized)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+# tiktoken cannot download GPT-2's files here; the Makefile sets this too, this covers a bare `pytest`.
+if not os.environ.get("TIKTOKEN_CACHE_DIR") and (SHARED / "gpt2" / "tiktoken-cache").is_dir():
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED / "gpt2" / "tiktoken-cache")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def ray_runner():
+    """One embedded local Ray for the whole session (starting Ray costs seconds)."""
+    from pipeline.runner import RayRunner
+
+    runner = RayRunner(num_cpus=2)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory) -> Path:
+    from pipeline.demo_world import generate
+
+    out = tmp_path_factory.mktemp("world")
+    generate(out, articles=60, seed=3)
+    return out
+
+
+@pytest.fixture()
+def replay(demo_world):
+    from pipeline.replay import ReplayServer, warc_files_in
+
+    with ReplayServer(warc_files_in([demo_world / "web"])) as url:
+        yield url

@@ -1,0 +1,61 @@
+import gzip
+
+import pyarrow as pa
+
+from pipeline.extract import CARRIED
+from pipeline.filter import FilterConfig, LanguageScorer, filter_table, is_wikipedia
+
+
+def docs(rows):
+    base = {
+        "url_id": "0" * 16,
+        "url": "http://x.com/a",
+        "final_url": "http://x.com/a",
+        "domain": "x.com",
+        "score": 5,
+        "num_submissions": 1,
+        "created_utc": 1,
+        "submission_ids": ["a"],
+        "subreddits": ["s"],
+    }
+    return pa.Table.from_pylist([base | r for r in rows])
+
+
+def sentences(shared, lang, n=10, start=0):
+    lines = gzip.decompress((shared / "langid" / "sentences" / f"{lang}.txt.gz").read_bytes()).decode().splitlines()
+    return " ".join(lines[start : start + n])
+
+
+def test_wikipedia_hosts():
+    assert is_wikipedia("https://en.wikipedia.org/wiki/X")
+    assert is_wikipedia("http://de.m.wikipedia.org/wiki/X")
+    assert not is_wikipedia("http://notwikipedia.org/x") and not is_wikipedia(None)
+
+
+def test_filter_decisions_with_reasons(shared):
+    en = sentences(shared, "en", 12)
+    rows = [
+        {"url_id": "1" * 16, "text": en},
+        {"url_id": "2" * 16, "text": sentences(shared, "de", 12)},
+        {"url_id": "3" * 16, "text": sentences(shared, "fr", 12)},
+        {"url_id": "4" * 16, "text": "A short English note about the weather today."},
+        {"url_id": "5" * 16, "text": en, "url": "https://en.wikipedia.org/wiki/A"},
+        {"url_id": "6" * 16, "text": en, "final_url": "https://en.m.wikipedia.org/wiki/A"},  # via a redirect
+    ]
+    cfg = FilterConfig(input="i", output="o")
+    kept, drops = filter_table(docs(rows), cfg, LanguageScorer(None))
+    assert kept.column("url_id").to_pylist() == ["1" * 16]
+    assert drops == {"language": 2, "too_short": 1, "wikipedia": 2}
+    assert kept.column("lang").to_pylist() == ["en"] and kept.column("lang_score")[0].as_py() > 0.9
+    assert kept.column("n_tokens")[0].as_py() >= 128
+    assert kept.schema.names[: len(CARRIED)] == CARRIED
+
+
+def test_other_language_and_threshold_from_config(shared):
+    de = sentences(shared, "de", 12)
+    cfg = FilterConfig(input="i", output="o", languages=["de"], min_tokens=0, min_lang_score=0.99999)
+    kept, drops = filter_table(docs([{"text": de}]), cfg, LanguageScorer(None))
+    assert kept.num_rows == 0 and drops == {"language_score": 1}
+    cfg = FilterConfig(input="i", output="o", languages=["de"], min_tokens=0)
+    kept, _ = filter_table(docs([{"text": de}]), cfg, LanguageScorer(None))
+    assert kept.num_rows == 1
