@@ -59,13 +59,14 @@ class TrainConfig(StageConfig):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
+    stop_at: int | None = None  # stop after this step with a checkpoint, as a preemption would; rerun to resume
     sample_tokens: int = 64
     sample_prompt: str = "The"
     temperature: float = 0.8
     top_k: int | None = 200
     top_p: float | None = None
 
-    transport_keys = frozenset({"mode", "num_workers", "use_gpu", "cpus_per_worker", "device", "compile"})
+    transport_keys = frozenset({"mode", "num_workers", "use_gpu", "cpus_per_worker", "device", "compile", "stop_at"})
 
     def gpt_config(self) -> GPTConfig:
         if self.model not in PRESETS:
@@ -199,7 +200,8 @@ def train_loop(config: dict[str, Any]) -> None:
     tokens_per_step = cfg.batch_size * gcfg.block_size * cfg.grad_accum * world
     t0 = time.time()
     model.train()
-    for step in range(start_step, cfg.max_steps):
+    last = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
+    for step in range(start_step, last):
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -231,7 +233,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 }
             )
             t0 = time.time()
-        if done % cfg.eval_interval == 0 or done == cfg.max_steps:
+        if done % cfg.eval_interval == 0 or done == last:
             val_loss = evaluate()
             rec = {
                 "kind": "eval",
@@ -245,7 +247,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 print(f"train: step {done}/{cfg.max_steps} loss {loss_sum:.4f} val_loss {val_loss:.4f}")
             checkpoint(done, rec)
 
-    if rank == 0:
+    if rank == 0 and last == cfg.max_steps:
         from pipeline.resources import tokenizer
 
         enc = tokenizer(cfg.tokenizer)
@@ -313,6 +315,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     else:
         fit_with_ray(cfg, config)
     plot_losses(out)
+    if not final.is_file():
+        return {"stopped_at": cfg.stop_at, "checkpoint": str(out / "checkpoints" / "ckpt.pt")}
     return json.loads(final.read_text())
 
 
@@ -352,7 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_summary(summary, Path(cfg.out_dir)))
+    if "stopped_at" in summary:
+        print(
+            f"train: stopped at step {summary['stopped_at']} as asked; checkpoint {summary['checkpoint']}; "
+            "run again without stop_at to resume"
+        )
+    else:
+        print(format_summary(summary, Path(cfg.out_dir)))
     return 0
 
 
