@@ -300,6 +300,8 @@ def plot_losses(out_dir: Path) -> Path | None:
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or reuse a finished run with the same config) and return the summary from final.json."""
+    # Absolute paths: Ray Train workers run in their own working directory.
+    cfg = cfg.model_copy(update={"data": str(Path(cfg.data).resolve()), "out_dir": str(Path(cfg.out_dir).resolve())})
     out = Path(cfg.out_dir)
     final = out / "final.json"
     if final.is_file():

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the whole pipeline and a tiny GPT-2 on the embedded sample, offline")
     add_run_options(d)
     d.add_argument("--run-dir", default="runs/demo", help="where the demo world and every dataset go")
+    d.add_argument("--articles", type=int, default=240, help="size of the demo world (articles planted)")
     d.add_argument("--skip-train", action="store_true")
     w = sub.add_parser("world", help="generate the demo world (a Pushshift-format dump and the web it links to)")
     w.add_argument("out", help="output directory")

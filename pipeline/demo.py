@@ -53,7 +53,7 @@ def run_demo(args: argparse.Namespace) -> int:
     bad = [o for o in args.overrides if o.split(".", 1)[0] not in PIPELINE + ["train"] or "." not in o]
     if bad:
         raise PipelineError(f"demo --set takes stage.key=value (e.g. filter.min_tokens=64), got {bad[0]!r}")
-    world = generate(Path(run_dir) / "world")
+    world = generate(Path(run_dir) / "world", articles=args.articles)
     print(
         ("demo world: reusing " if world.get("reused") else "demo world: wrote ")
         + f"{run_dir}/world ({world['submissions']} submissions, {world['pages']} pages)"
