@@ -78,6 +78,12 @@ class TrainConfig(StageConfig):
         return GPTConfig(vocab_size=padded_vocab(), dropout=self.dropout, **kw)
 
 
+def say(msg: str) -> None:
+    # Not print(): Ray Train patches print in its workers and the line would reach the driver twice.
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then cosine decay to min_lr at max_steps."""
     if step < cfg.warmup_steps:
@@ -155,7 +161,7 @@ def train_loop(config: dict[str, Any]) -> None:
         torch.set_rng_state(state["rng"]["torch"])
         data_rng.bit_generator.state = state["rng"]["numpy_data"]
         if rank == 0:
-            print(f"train: resuming from step {start_step}")
+            say(f"train: resuming from step {start_step}")
 
     train = TokenData(cfg.data, "train", cfg.tokenizer, vocab_sha, rank, world)
     val = TokenData(cfg.data, "val", cfg.tokenizer, vocab_sha)
@@ -244,7 +250,7 @@ def train_loop(config: dict[str, Any]) -> None:
             }
             log(rec)
             if rank == 0:
-                print(f"train: step {done}/{cfg.max_steps} loss {loss_sum:.4f} val_loss {val_loss:.4f}")
+                say(f"train: step {done}/{cfg.max_steps} loss {loss_sum:.4f} val_loss {val_loss:.4f}")
             checkpoint(done, rec)
 
     if rank == 0 and last == cfg.max_steps:

@@ -148,18 +148,31 @@ def harvest_lines(lines, rules: SubmissionRules, source: str, drops: Counter, ex
         if url is None:
             drops[reason] += 1  # type: ignore[index]
             continue
-        created = parse_created(rec["created_utc"])
-        sid, sub = str(rec.get("id") or ""), str(rec.get("subreddit") or "")
-        agg = links.get(url)
-        if agg is None:
-            links[url] = {"score": rec["score"], "n": 1, "created": created, "ids": {sid}, "subs": {sub}}
-        else:
-            agg["score"] = max(agg["score"], rec["score"])
-            agg["n"] += 1
-            agg["created"] = min(agg["created"], created)
-            agg["ids"].add(sid)
-            agg["subs"].add(sub)
+        merge_link(
+            links,
+            url,
+            rec["score"],
+            1,
+            parse_created(rec["created_utc"]),
+            [str(rec.get("id") or "")],
+            [str(rec.get("subreddit") or "")],
+        )
     return links
+
+
+def merge_link(
+    links: dict[str, dict[str, Any]], url: str, score: int, n: int, created: int, ids: list[str], subs: list[str]
+) -> None:
+    """Fold one sighting (or an already merged group) of `url` into `links`: best score, first seen, all ids."""
+    agg = links.get(url)
+    if agg is None:
+        links[url] = {"score": score, "n": n, "created": created, "ids": set(ids), "subs": set(subs)}
+    else:
+        agg["score"] = max(agg["score"], score)
+        agg["n"] += n
+        agg["created"] = min(agg["created"], created)
+        agg["ids"].update(ids)
+        agg["subs"].update(subs)
 
 
 def links_table(links: dict[str, dict[str, Any]], num_shards: int | None = None) -> pa.Table:
@@ -219,21 +232,15 @@ def reduce_bucket(task: ShardTask) -> dict[str, Any]:
         table = pq.read_table(part, filters=[("bucket", "=", bucket)])
         rows_in += table.num_rows
         for r in table.to_pylist():
-            agg = links.get(r["url"])
-            if agg is None:
-                links[r["url"]] = {
-                    "score": r["score"],
-                    "n": r["num_submissions"],
-                    "created": r["created_utc"],
-                    "ids": set(r["submission_ids"]),
-                    "subs": set(r["subreddits"]),
-                }
-            else:
-                agg["score"] = max(agg["score"], r["score"])
-                agg["n"] += r["num_submissions"]
-                agg["created"] = min(agg["created"], r["created_utc"])
-                agg["ids"].update(r["submission_ids"])
-                agg["subs"].update(r["subreddits"])
+            merge_link(
+                links,
+                r["url"],
+                r["score"],
+                r["num_submissions"],
+                r["created_utc"],
+                r["submission_ids"],
+                r["subreddits"],
+            )
     out = Path(task.output) / f"{task.name}.parquet"
     write_parquet(links_table(links), out)
     drops = {"duplicate_url": rows_in - len(links)} if rows_in > len(links) else {}
