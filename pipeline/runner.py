@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
@@ -50,6 +51,11 @@ class RayRunner:
     """One Ray task per shard. `address=None` starts an embedded local Ray unless RAY_ADDRESS is set."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
+        if (address or os.environ.get("RAY_ADDRESS")) and "RAY_AUTH_MODE" not in os.environ:
+            # `ray start` turns token auth on and saves the token in ~/.ray/auth_token, but a driver that joins
+            # with an address does not turn it on by itself; Ray reads the mode when it is imported.
+            if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
+                os.environ["RAY_AUTH_MODE"] = "token"
         import ray
 
         self._ray = ray
