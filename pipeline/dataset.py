@@ -138,9 +138,10 @@ class Dataset:
     def fingerprint(self) -> str:
         return self.manifest()["output_fingerprint"]
 
-    def shard_files(self, suffix: str = ".parquet", subdir: str = "") -> list[Path]:
-        """Files of the finished dataset, in shard order, checked to exist (listed from the manifest, not a glob)."""
-        files = []
+    def shard_entries(self, suffix: str = ".parquet", subdir: str = "") -> list[tuple[Path, str]]:
+        """(file, sha256) of the finished dataset's shards, in shard order, checked to exist (listed from the
+        manifest, never a glob)."""
+        entries = []
         for shard in self.manifest()["shards"]:
             for entry in shard["files"]:
                 rel = entry["path"]
@@ -148,8 +149,11 @@ class Dataset:
                     p = self.path / rel
                     if not p.is_file():
                         raise PipelineError(f"input {self.path}: shard file {rel} is missing; rerun its stage")
-                    files.append(p)
-        return files
+                    entries.append((p, entry.get("sha256", "")))
+        return entries
+
+    def shard_files(self, suffix: str = ".parquet", subdir: str = "") -> list[Path]:
+        return [p for p, _ in self.shard_entries(suffix, subdir)]
 
     # --- per-shard completion records -----------------------------------------------------------
 

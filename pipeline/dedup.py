@@ -21,7 +21,7 @@ from pydantic import Field
 
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, read_parquet, write_parquet
-from pipeline.stage import ShardTask, StageRun, finish_shard
+from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard
 
 
 class DedupConfig(StageConfig):
@@ -38,14 +38,14 @@ SCHEME = "affine32"
 WORD = re.compile(r"\w+", re.UNICODE)
 SIG_SCHEMA = pa.schema(
     [
-        ("url_id", pa.string()),
+        ("url_hash", pa.string()),
         ("score", pa.int64()),
-        ("created_utc", pa.int64()),
+        ("first_created_utc", pa.int64()),
         ("text_hash", pa.string()),
         ("minhash", pa.list_(pa.uint32())),
     ]
 )
-REMOVED_SCHEMA = pa.schema([("url_id", pa.string()), ("reason", pa.string()), ("duplicate_of", pa.string())])
+REMOVED_SCHEMA = pa.schema([("url_hash", pa.string()), ("reason", pa.string()), ("duplicate_of", pa.string())])
 
 
 def words(text: str) -> list[str]:
@@ -73,13 +73,13 @@ def signature(text: str, cfg: DedupConfig) -> np.ndarray:
 def signatures_shard(task: ShardTask) -> dict[str, Any]:
     cfg: DedupConfig = task.config
     (path,) = task.inputs
-    t = read_parquet(path, columns=["url_id", "score", "created_utc", "text"])
+    t = read_parquet(path, columns=["url_hash", "score", "first_created_utc", "text"])
     texts = t.column("text").to_pylist()
     sig = pa.table(
         {
-            "url_id": t.column("url_id"),
+            "url_hash": t.column("url_hash"),
             "score": t.column("score"),
-            "created_utc": t.column("created_utc"),
+            "first_created_utc": t.column("first_created_utc"),
             "text_hash": [text_hash(x) for x in texts],
             "minhash": [signature(x, cfg).tolist() for x in texts],
         },
@@ -113,20 +113,20 @@ def find_duplicates(sigs: pa.Table, cfg: DedupConfig) -> pa.Table:
         range(sigs.num_rows),
         key=lambda i: (
             -(sigs["score"][i].as_py() or 0),
-            sigs["created_utc"][i].as_py() or 0,
-            sigs["url_id"][i].as_py(),
+            sigs["first_created_utc"][i].as_py() or 0,
+            sigs["url_hash"][i].as_py(),
         ),
     )
-    ids = [sigs["url_id"][i].as_py() for i in order]
+    ids = [sigs["url_hash"][i].as_py() for i in order]
     hashes = [sigs["text_hash"][i].as_py() for i in order]
     minhashes = [sigs["minhash"][i].values.to_numpy() for i in order]
-    removed: dict[str, list[str]] = {"url_id": [], "reason": [], "duplicate_of": []}
+    removed: dict[str, list[str]] = {"url_hash": [], "reason": [], "duplicate_of": []}
 
     first_of_hash: dict[str, int] = {}
     survivors = []
     for rank, h in enumerate(hashes):
         if h in first_of_hash:
-            removed["url_id"].append(ids[rank])
+            removed["url_hash"].append(ids[rank])
             removed["reason"].append("exact_duplicate")
             removed["duplicate_of"].append(ids[first_of_hash[h]])
         else:
@@ -143,10 +143,10 @@ def find_duplicates(sigs: pa.Table, cfg: DedupConfig) -> pa.Table:
     for rank in survivors:
         root = uf.find(rank)
         if root != rank:
-            removed["url_id"].append(ids[rank])
+            removed["url_hash"].append(ids[rank])
             removed["reason"].append("near_duplicate")
             removed["duplicate_of"].append(ids[root])
-    return pa.table(removed, schema=REMOVED_SCHEMA).sort_by("url_id")
+    return pa.table(removed, schema=REMOVED_SCHEMA).sort_by("url_hash")
 
 
 def cluster_task(task: ShardTask) -> dict[str, Any]:
@@ -163,8 +163,8 @@ def remove_shard(task: ShardTask) -> dict[str, Any]:
     path, removed_path = task.inputs
     t = read_parquet(path)
     removed = read_parquet(removed_path)
-    mask = pc.is_in(t.column("url_id"), value_set=removed.column("url_id"))
-    reasons = removed.filter(pc.is_in(removed.column("url_id"), value_set=t.column("url_id"))).column("reason")
+    mask = pc.is_in(t.column("url_hash"), value_set=removed.column("url_hash"))
+    reasons = removed.filter(pc.is_in(removed.column("url_hash"), value_set=t.column("url_hash"))).column("reason")
     drops = {k: int(v) for k, v in zip(*[c.to_pylist() for c in pc.value_counts(reasons).flatten()])}
     kept = t.filter(pc.invert(mask))
     out = Path(task.output) / f"{task.name}.parquet"
@@ -179,17 +179,29 @@ def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
         return run_.out.manifest() | {"reused": True}
     out_dir = run_.out.path.resolve()
     out = str(out_dir)
-    inputs = [p.resolve() for p in src.shard_files(".parquet")]
+    inputs = [(p.resolve(), sha) for p, sha in src.shard_entries(".parquet")]
     sig_recs = run_.map(
         signatures_shard,
-        [ShardTask(p.stem, [str(p)], out, cfg) for p in inputs],
+        [ShardTask(p.stem, [str(p)], out, cfg, {"input_fingerprint": sha}) for p, sha in inputs],
         "signatures",
         records_dir="_work/signatures",
     )
     sig_files = [str(out_dir / r["files"][0]["path"]) for r in sig_recs]
+    sig_fp = combined_fingerprint([r["files"][0]["sha256"] for r in sig_recs])
     (cluster_rec,) = run_.map(
-        cluster_task, [ShardTask("clusters", sig_files, out, cfg)], "clusters", records_dir="_work/clusters"
+        cluster_task,
+        [ShardTask("clusters", sig_files, out, cfg, {"input_fingerprint": sig_fp})],
+        "clusters",
+        records_dir="_work/clusters",
     )
     removed = str(out_dir / cluster_rec["files"][0]["path"])
-    shards = run_.map(remove_shard, [ShardTask(p.stem, [str(p), removed], out, cfg) for p in inputs], "remove")
+    removed_sha = cluster_rec["files"][0]["sha256"]
+    shards = run_.map(
+        remove_shard,
+        [
+            ShardTask(p.stem, [str(p), removed], out, cfg, {"input_fingerprint": f"{sha}:{removed_sha}"})
+            for p, sha in inputs
+        ],
+        "remove",
+    )
     return run_.finish(shards)

@@ -27,13 +27,13 @@ class ExtractConfig(StageConfig):
 
 # The links and fetch columns that travel with each document; the HTML stays in the WARC.
 CARRIED = [
-    "url_id",
+    "url_hash",
     "url",
     "final_url",
     "domain",
     "score",
-    "num_submissions",
-    "created_utc",
+    "n_submissions",
+    "first_created_utc",
     "submission_ids",
     "subreddits",
 ]

@@ -1,58 +1,86 @@
 """harvest: Reddit submissions -> one row per normalized outbound URL.
 
-Rules (defaults reproduce WebText/OpenWebText): score >= 3, created before 2017-12-01, no self posts,
-http(s) only, media/social hosts and non-HTML file extensions blocked. Two Ray phases:
-map (one task per dump file: parse, apply rules, dedup within the file, tag each URL with a hash bucket)
-then reduce (one task per bucket: merge the same URL across files). Output shards are URL-hash partitions.
+Rules (defaults reproduce WebText/OpenWebText; see docs/HARVEST.md for each default and its source): score >= 3,
+created before 2017-12-01, no self posts, http(s) only, media/social hosts and non-HTML file extensions blocked,
+NSFW kept. Two Ray phases: map (one task per dump file: parse, apply rules, merge within the file, tag each URL
+with a hash bucket) then reduce (one task per bucket: merge the same URL across files, decide, write a shard).
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections import Counter
+from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, shard_name, write_parquet
 from pipeline.dumps import DumpReader, expand_inputs
-from pipeline.stage import ShardTask, StageRun, finish_shard
-from pipeline.urls import host_of, normalize_url, url_id
+from pipeline.errors import PipelineError
+from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard
+from pipeline.urls import parse_url, registered_domain, url_hash
+
+MONTHS = re.compile(r"^(\d{4})-(\d{2})\.\.(\d{4})-(\d{2})$")
+FILE_MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 
 class HarvestConfig(StageConfig):
     input: list[str] = Field(description="dump files, directories or globs")
     output: str
+    months: str | None = None  # e.g. "2005-06..2017-11": only dumps whose name carries a month in the range
     min_score: int = 3  # WebText: "at least 3 karma"
+    score_mode: Literal["per_submission", "summed"] = "per_submission"  # OpenWebText / OpenWebText2
     created_before: date = date(2017, 12, 1)  # WebText: links up to December 2017
     drop_self_posts: bool = True
     drop_nsfw: bool = False  # OpenWebText kept NSFW links; set true to drop them
     num_shards: int = Field(16, ge=1, le=100_000)
-    blocked_domains: str | None = None  # a file, one domain per line; None = the bundled list
-    blocked_extensions: str | None = None  # likewise
+    blocked_domains: str | None = None  # a file, one domain per line; None = pipeline/data/blocked_domains.txt
+    blocked_extensions: str | None = None  # likewise, pipeline/data/blocked_extensions.txt
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, v: str | None) -> str | None:
+        if v is not None and not MONTHS.match(v):
+            raise ValueError("must look like 2005-06..2017-11")
+        return v
 
 
 LINK_SCHEMA = pa.schema(
     [
-        ("url_id", pa.string()),
+        ("url_hash", pa.string()),
         ("url", pa.string()),
-        ("domain", pa.string()),
-        ("score", pa.int64()),  # the best score among the submissions that link it
-        ("num_submissions", pa.int64()),
-        ("created_utc", pa.int64()),  # first seen
+        ("domain", pa.string()),  # the host
+        ("registered_domain", pa.string()),  # public-suffix aware: bbc.co.uk for news.bbc.co.uk
+        ("score", pa.int64()),  # what the min_score rule judged: best submission score, or the sum (score_mode)
+        ("score_sum", pa.int64()),
+        ("n_submissions", pa.int64()),
+        ("first_created_utc", pa.int64()),
         ("submission_ids", pa.list_(pa.string())),
         ("subreddits", pa.list_(pa.string())),
     ]
 )
-MAP_SCHEMA = LINK_SCHEMA.append(pa.field("bucket", pa.int32()))
+MAP_SCHEMA = pa.schema(
+    [
+        ("url", pa.string()),
+        ("domain", pa.string()),
+        ("score_max", pa.int64()),
+        ("score_sum", pa.int64()),
+        ("n_submissions", pa.int64()),
+        ("first_created_utc", pa.int64()),
+        ("submission_ids", pa.list_(pa.string())),
+        ("subreddits", pa.list_(pa.string())),
+        ("bucket", pa.int32()),
+    ]
+)
 
 
 def _read_list(path: str | None, bundled: str) -> frozenset[str]:
@@ -70,8 +98,7 @@ def domain_blocked(host: str, blocked: frozenset[str]) -> bool:
     return any(".".join(parts[i:]) in blocked for i in range(len(parts) - 1))
 
 
-def extension_blocked(url: str, blocked: frozenset[str]) -> bool:
-    path = urlsplit(url).path
+def extension_blocked(path: str, blocked: frozenset[str]) -> bool:
     last = path.rsplit("/", 1)[-1]
     return "." in last and last.rsplit(".", 1)[-1].lower() in blocked
 
@@ -93,104 +120,185 @@ def parse_created(value: Any) -> int | None:
 
 
 class SubmissionRules:
-    """Decides, per submission, keep (with its normalized URL) or drop with a reason."""
+    """Decides, per submission, keep (with its normalized URL and host) or drop with a reason."""
 
     def __init__(self, cfg: HarvestConfig):
         self.cfg = cfg
         self.cutoff = int(datetime(*cfg.created_before.timetuple()[:3], tzinfo=timezone.utc).timestamp())
+        self.per_submission = cfg.score_mode == "per_submission"
         self.blocked_domains, self.blocked_extensions = blocklists(cfg.blocked_domains, cfg.blocked_extensions)
+        # The same URL is posted again and again (reposts, crossposts): normalize each raw string once.
+        self._seen: dict[str, tuple[str, str] | str] = {}
 
-    def judge(self, rec: Any) -> tuple[str | None, str | None]:
-        """Returns (normalized_url, None) to keep or (None, reason) to drop."""
+    def judge(self, rec: Any) -> tuple[str | None, str | None, str | None]:
+        """(normalized_url, host, None) to keep, or (None, None, reason) to drop."""
         if not isinstance(rec, dict):
-            return None, "not_an_object"
+            return None, None, "not_an_object"
         if self.cfg.drop_self_posts and rec.get("is_self"):
-            return None, "self_post"
+            return None, None, "self_post"
         score = rec.get("score")
         if not isinstance(score, int) or isinstance(score, bool):
-            return None, "no_score"
-        if score < self.cfg.min_score:
-            return None, "low_score"
+            return None, None, "no_score"
+        if self.per_submission and score < self.cfg.min_score:
+            return None, None, "low_score"
         created = parse_created(rec.get("created_utc"))
         if created is None:
-            return None, "no_created_utc"
+            return None, None, "no_created_utc"
         if created >= self.cutoff:
-            return None, "after_cutoff"
+            return None, None, "after_cutoff"
         if self.cfg.drop_nsfw and rec.get("over_18"):
-            return None, "nsfw"
+            return None, None, "nsfw"
         raw = rec.get("url")
         if not isinstance(raw, str) or not raw.strip():
-            return None, "no_url"
-        url = normalize_url(raw)
-        if url is None:
-            return None, "not_http_url"
-        if domain_blocked(host_of(url), self.blocked_domains):
-            return None, "blocked_domain"
-        if extension_blocked(url, self.blocked_extensions):
-            return None, "blocked_extension"
-        return url, None
+            return None, None, "no_url"
+        seen = self._seen.get(raw)
+        if seen is None:
+            seen = self._classify(raw)
+            if len(self._seen) > 2_000_000:  # bound memory on a 40M-line month
+                self._seen.clear()
+            self._seen[raw] = seen
+        if isinstance(seen, str):
+            return None, None, seen
+        return seen[0], seen[1], None
+
+    def _classify(self, raw: str) -> tuple[str, str] | str:
+        try:
+            u = parse_url(raw)
+            if u is None:
+                return "not_http_url"
+            host = (u.raw_host or "").lower()
+            if domain_blocked(host, self.blocked_domains):
+                return "blocked_domain"
+            if extension_blocked(u.raw_path, self.blocked_extensions):
+                return "blocked_extension"
+            return str(u), host
+        except ValueError:  # yarl validates ports and hosts lazily
+            return "not_http_url"
 
 
-def harvest_lines(lines, rules: SubmissionRules, source: str, drops: Counter, examples: list[str]) -> dict:
+def harvest_lines(
+    lines: Iterable[tuple[int, bytes]],
+    rules: SubmissionRules,
+    source: str,
+    drops: Counter,
+    notes: Counter,
+    examples: list[str],
+) -> dict[str, dict[str, Any]]:
     """Pure core: (lineno, bytes) lines -> {url: aggregate}. Bad lines are counted, the first few named."""
     links: dict[str, dict[str, Any]] = {}
     for lineno, line in lines:
-        if not line.strip():
-            continue
         try:
-            rec = json.loads(line)
-        except ValueError as e:
-            drops["bad_json"] += 1
-            if len(examples) < 5:
-                examples.append(f"{source}:{lineno}: bad JSON ({e})")
-            continue
-        url, reason = rules.judge(rec)
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            rec = _repair(line)
+            if rec is None:
+                if not line.strip():
+                    drops["blank_line"] += 1
+                    continue
+                drops["bad_json"] += 1
+                if len(examples) < 5:
+                    examples.append(f"{source}:{lineno}: bad JSON ({e})")
+                continue
+            notes["repaired_utf8"] += 1
+        notes["parsed"] += 1
+        url, host, reason = rules.judge(rec)
         if url is None:
             drops[reason] += 1  # type: ignore[index]
             continue
+        sub = rec.get("subreddit")
         merge_link(
             links,
             url,
+            host,
+            rec["score"],
             rec["score"],
             1,
             parse_created(rec["created_utc"]),
             [str(rec.get("id") or "")],
-            [str(rec.get("subreddit") or "")],
+            [str(sub) if sub else ""],
         )
     return links
 
 
+def _repair(line: bytes) -> Any:
+    """Lines with invalid UTF-8 bytes (seen in real dumps): parse with the bad bytes replaced."""
+    try:
+        return orjson.loads(line.decode("utf-8", errors="replace"))
+    except orjson.JSONDecodeError:
+        return None
+
+
 def merge_link(
-    links: dict[str, dict[str, Any]], url: str, score: int, n: int, created: int, ids: list[str], subs: list[str]
+    links: dict[str, dict[str, Any]],
+    url: str,
+    host: str,
+    score_max: int,
+    score_sum: int,
+    n: int,
+    created: int,
+    ids: list[str],
+    subs: list[str],
 ) -> None:
-    """Fold one sighting (or an already merged group) of `url` into `links`: best score, first seen, all ids."""
+    """Fold one sighting (or an already merged group) of `url` into `links`."""
     agg = links.get(url)
     if agg is None:
-        links[url] = {"score": score, "n": n, "created": created, "ids": set(ids), "subs": set(subs)}
+        links[url] = {
+            "host": host,
+            "max": score_max,
+            "sum": score_sum,
+            "n": n,
+            "created": created,
+            "ids": set(ids),
+            "subs": set(subs),
+        }
     else:
-        agg["score"] = max(agg["score"], score)
+        agg["max"] = max(agg["max"], score_max)
+        agg["sum"] += score_sum
         agg["n"] += n
         agg["created"] = min(agg["created"], created)
         agg["ids"].update(ids)
         agg["subs"].update(subs)
 
 
-def links_table(links: dict[str, dict[str, Any]], num_shards: int | None = None) -> pa.Table:
+def _lists(links: dict[str, dict[str, Any]], urls: list[str], key: str) -> list[list[str]]:
+    return [sorted(x for x in links[u][key] if x) for u in urls]
+
+
+def map_table(links: dict[str, dict[str, Any]], num_shards: int) -> pa.Table:
     urls = sorted(links)
-    cols: dict[str, list[Any]] = {
-        "url_id": [url_id(u) for u in urls],
-        "url": urls,
-        "domain": [host_of(u) for u in urls],
-        "score": [links[u]["score"] for u in urls],
-        "num_submissions": [links[u]["n"] for u in urls],
-        "created_utc": [links[u]["created"] for u in urls],
-        "submission_ids": [sorted(x for x in links[u]["ids"] if x) for u in urls],
-        "subreddits": [sorted(x for x in links[u]["subs"] if x) for u in urls],
-    }
-    if num_shards is None:
-        return pa.table(cols, schema=LINK_SCHEMA)
-    cols["bucket"] = [int(i[:8], 16) % num_shards for i in cols["url_id"]]
-    return pa.table(cols, schema=MAP_SCHEMA)
+    return pa.table(
+        {
+            "url": urls,
+            "domain": [links[u]["host"] for u in urls],
+            "score_max": [links[u]["max"] for u in urls],
+            "score_sum": [links[u]["sum"] for u in urls],
+            "n_submissions": [links[u]["n"] for u in urls],
+            "first_created_utc": [links[u]["created"] for u in urls],
+            "submission_ids": _lists(links, urls, "ids"),
+            "subreddits": _lists(links, urls, "subs"),
+            "bucket": [int(url_hash(u)[:8], 16) % num_shards for u in urls],
+        },
+        schema=MAP_SCHEMA,
+    )
+
+
+def links_table(links: dict[str, dict[str, Any]], score_mode: str = "per_submission") -> pa.Table:
+    urls = sorted(links)
+    return pa.table(
+        {
+            "url_hash": [url_hash(u) for u in urls],
+            "url": urls,
+            "domain": [links[u]["host"] for u in urls],
+            "registered_domain": [registered_domain(links[u]["host"]) for u in urls],
+            "score": [links[u]["max" if score_mode == "per_submission" else "sum"] for u in urls],
+            "score_sum": [links[u]["sum"] for u in urls],
+            "n_submissions": [links[u]["n"] for u in urls],
+            "first_created_utc": [links[u]["created"] for u in urls],
+            "submission_ids": _lists(links, urls, "ids"),
+            "subreddits": _lists(links, urls, "subs"),
+        },
+        schema=LINK_SCHEMA,
+    )
 
 
 def map_dump(task: ShardTask) -> dict[str, Any]:
@@ -198,6 +306,7 @@ def map_dump(task: ShardTask) -> dict[str, Any]:
     (path,) = task.inputs
     reader = DumpReader(path)
     drops: Counter = Counter()
+    notes: Counter = Counter()
     examples: list[str] = []
     lines_read = 0
 
@@ -207,68 +316,106 @@ def map_dump(task: ShardTask) -> dict[str, Any]:
             lines_read = item[0]
             yield item
 
-    links = harvest_lines(counted(), SubmissionRules(cfg), Path(path).name, drops, examples)
+    links = harvest_lines(counted(), SubmissionRules(cfg), Path(path).name, drops, notes, examples)
     out = Path(task.output) / "_map" / f"{task.name}.parquet"
-    write_parquet(links_table(links, cfg.num_shards), out)
-    qualifying = sum(v["n"] for v in links.values())
-    if qualifying > len(links):
-        drops["duplicate_url"] += qualifying - len(links)
+    write_parquet(map_table(links, cfg.num_shards), out)
     return finish_shard(
         task,
         [out],
         rows_in=lines_read,
-        rows_out=len(links),
+        rows_out=sum(v["n"] for v in links.values()),
         drops=drops,
         records_dir="_map",
-        extra={"dump": {"name": Path(path).name, "sha256": reader.sha256, "bytes": reader.bytes}, "examples": examples},
+        extra={
+            "dump": {"name": Path(path).name, "sha256": reader.sha256, "bytes": reader.bytes},
+            "lines_parsed": notes["parsed"],
+            "repaired_utf8": notes["repaired_utf8"],
+            "examples": examples,
+        },
     )
 
 
 def reduce_bucket(task: ShardTask) -> dict[str, Any]:
-    bucket = task.extra["bucket"]
+    cfg: HarvestConfig = task.config
     links: dict[str, dict[str, Any]] = {}
-    rows_in = 0
     for part in task.inputs:
-        table = pq.read_table(part, filters=[("bucket", "=", bucket)])
-        rows_in += table.num_rows
-        for r in table.to_pylist():
+        for r in pq.read_table(part, filters=[("bucket", "=", task.extra["bucket"])]).to_pylist():
             merge_link(
                 links,
                 r["url"],
-                r["score"],
-                r["num_submissions"],
-                r["created_utc"],
+                r["domain"],
+                r["score_max"],
+                r["score_sum"],
+                r["n_submissions"],
+                r["first_created_utc"],
                 r["submission_ids"],
                 r["subreddits"],
             )
+    rows_in = sum(v["n"] for v in links.values())
+    drops: Counter = Counter()
+    if cfg.score_mode == "summed":  # only now is the whole sum known
+        for u in [u for u, v in links.items() if v["sum"] < cfg.min_score]:
+            drops["low_score"] += links.pop(u)["n"]
+    drops["duplicate_url"] = sum(v["n"] - 1 for v in links.values())
     out = Path(task.output) / f"{task.name}.parquet"
-    write_parquet(links_table(links), out)
-    drops = {"duplicate_url": rows_in - len(links)} if rows_in > len(links) else {}
-    return finish_shard(task, [out], rows_in=rows_in, rows_out=len(links), drops=drops)
+    write_parquet(links_table(links, cfg.score_mode), out)
+    return finish_shard(task, [out], rows_in=rows_in, rows_out=len(links), drops=+drops)
+
+
+def select_dumps(cfg: HarvestConfig) -> list[Path]:
+    dumps = expand_inputs(cfg.input)
+    if cfg.months is None:
+        return dumps
+    y0, m0, y1, m1 = map(int, MONTHS.match(cfg.months).groups())  # type: ignore[union-attr]
+    chosen = []
+    for p in dumps:
+        m = FILE_MONTH.search(p.name)
+        if m and (y0, m0) <= (int(m[1]), int(m[2])) <= (y1, m1):
+            chosen.append(p)
+    if not chosen:
+        raise PipelineError(f"harvest: no dump among {len(dumps)} input files has a name month in {cfg.months}")
+    return chosen
 
 
 def run(cfg: HarvestConfig, runner, overwrite: bool = False) -> dict[str, Any]:
-    dumps = expand_inputs(cfg.input)
+    dumps = select_dumps(cfg)
     # Dumps are named by size and mtime here (cheap); their sha256 is computed while reading, into the manifest.
     inputs = {str(p): f"{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in dumps}
     run_ = StageRun("harvest", cfg, cfg.output, inputs, runner, overwrite)
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
-    out = str(run_.out.path.resolve())
-    map_tasks = [ShardTask(f"map-{i:05d}", [str(p)], out, cfg) for i, p in enumerate(dumps)]
+    out_dir = run_.out.path.resolve()
+    map_tasks = [
+        ShardTask(f"map-{i:05d}", [str(p)], str(out_dir), cfg, {"input_fingerprint": inputs[str(p)]})
+        for i, p in enumerate(dumps)
+    ]
     mapped = run_.map(map_dump, map_tasks, "map", records_dir="_map")
-    parts = [str(run_.out.path.resolve() / rec["files"][0]["path"]) for rec in mapped]
-    reduce_tasks = [ShardTask(shard_name(b), parts, out, cfg, {"bucket": b}) for b in range(cfg.num_shards)]
+    parts = [str(out_dir / rec["files"][0]["path"]) for rec in mapped]
+    parts_fp = combined_fingerprint([rec["files"][0]["sha256"] for rec in mapped])
+    reduce_tasks = [
+        ShardTask(shard_name(b), parts, str(out_dir), cfg, {"bucket": b, "input_fingerprint": parts_fp})
+        for b in range(cfg.num_shards)
+    ]
     shards = run_.map(reduce_bucket, reduce_tasks, "reduce")
     drops: Counter = Counter()
-    for rec in mapped:
+    for rec in mapped + shards:
         drops.update(rec["drops"])
-    drops["duplicate_url"] = drops.get("duplicate_url", 0) + sum(s["drops"].get("duplicate_url", 0) for s in shards)
+    domains: Counter = Counter()
+    for p in (out_dir / s["files"][0]["path"] for s in shards):
+        domains.update(pq.read_table(p, columns=["registered_domain"]).column(0).to_pylist())
     return run_.finish(
         shards,
         rows_in=sum(r["rows_in"] for r in mapped),
-        drops={k: v for k, v in drops.items() if v},
-        extra={"dumps": [r["dump"] for r in mapped], "examples": [e for r in mapped for e in r["examples"]][:20]},
+        drops=+drops,
+        extra={
+            "dumps": [r["dump"] for r in mapped],
+            "lines_read": sum(r["rows_in"] for r in mapped),
+            "lines_parsed": sum(r["lines_parsed"] for r in mapped),
+            "repaired_utf8": sum(r["repaired_utf8"] for r in mapped),
+            "submissions_kept": sum(r["rows_out"] for r in mapped),
+            "examples": [e for r in mapped for e in r["examples"]][:20],
+            "top_domains": dict(sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:1000]),
+        },
     )
 
 

@@ -36,11 +36,16 @@ class LocalRunner:
     """Runs every task in this process, one after another: for debugging with pdb and for tiny inputs."""
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], *, desc: str) -> list[R]:
-        out = []
+        out: list[Any] = []
+        failures: list[BaseException] = []
         with _progress(len(items), desc) as bar:
             for item in items:
-                out.append(fn(item))
+                try:
+                    out.append(fn(item))
+                except Exception as e:  # the other shards still finish; see raise_failures
+                    failures.append(e)
                 bar.update(1)
+        raise_failures(failures, len(items))
         return out
 
     def close(self) -> None:
@@ -82,26 +87,40 @@ class RayRunner:
         remote = ray.remote(num_cpus=1, max_retries=3)(fn)
         refs = [remote.remote(item) for item in items]
         pending = list(refs)
+        results: dict[Any, Any] = {}
+        failures: list[BaseException] = []
         with _progress(len(refs), desc) as bar:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
-                    self._get(ref)  # surface the first failure at once, not after every task finished
+                    try:
+                        results[ref] = ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:  # the other shards still finish
+                        cause = getattr(e, "cause", None)
+                        failures.append(cause if isinstance(cause, PipelineError) else e)
                 bar.update(len(done))
-        return [self._get(ref) for ref in refs]
-
-    def _get(self, ref: Any) -> Any:
-        try:
-            return self._ray.get(ref)
-        except self._ray.exceptions.RayTaskError as e:
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, PipelineError):
-                raise type(cause)(str(cause)) from None
-            raise
+        raise_failures(failures, len(refs))
+        return [results[ref] for ref in refs]
 
     def close(self) -> None:
         if self._owned:
             self._ray.shutdown()
+
+
+def raise_failures(failures: list[BaseException], total: int) -> None:
+    """After every task has ended: the finished shards have their records, so a rerun redoes only the failed ones.
+    A PipelineError stays one line (naming every failed shard's problem); anything else keeps its traceback."""
+    if not failures:
+        return
+    first = failures[0]
+    if all(isinstance(f, PipelineError) for f in failures):
+        more = (
+            f"; {len(failures) - 1} more of {total} shards failed too: " + " | ".join(map(str, failures[1:]))
+            if len(failures) > 1
+            else ""
+        )
+        raise type(first)(f"{first}{more}; finished shards are kept, rerun to retry the failed ones") from None
+    raise next(f for f in failures if not isinstance(f, PipelineError))
 
 
 def make_runner(mode: str = "ray", address: str | None = None, num_cpus: int | None = None) -> Runner:

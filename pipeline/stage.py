@@ -41,6 +41,7 @@ def finish_shard(
     ds = Dataset(task.output)
     record = {
         "name": task.name,
+        "input_fingerprint": task.extra.get("input_fingerprint"),
         "rows_in": rows_in,
         "rows_out": rows_out,
         "drops": dict(sorted((drops or {}).items())),
@@ -51,6 +52,10 @@ def finish_shard(
     return record
 
 
+def combined_fingerprint(parts: list[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
@@ -59,8 +64,9 @@ class StageRun:
     """One run of one stage into one output directory.
 
     Reuse: if the directory already holds a finished run with the same config fingerprint and input
-    fingerprints, nothing runs (`reused` is True). Resume: an unfinished run with the same identity skips the
-    shards that have completion records. A different identity is refused unless `overwrite` is set.
+    fingerprints, nothing runs (`reused` is True). Resume: a run with the same config skips every shard whose
+    completion record names the same input fingerprint as its task now (`extra["input_fingerprint"]`), so after
+    an input changed only the affected shards are redone. A different config is refused unless `overwrite`.
     """
 
     def __init__(
@@ -91,7 +97,13 @@ class StageRun:
             if same and self.out.is_complete():
                 self.reused = True
                 return
-            if not same:
+            same_config = {k: v for k, v in previous.get("identity", {}).items() if k != "inputs"} == {
+                k: v for k, v in self.identity.items() if k != "inputs"
+            }
+            if same_config and not same:
+                # The input changed: shards whose own input is unchanged stay, the others are redone.
+                self.out.stage_file.unlink(missing_ok=True)
+            elif not same:
                 if not overwrite:
                     raise PipelineError(
                         f"output {self.out.path} holds a {previous.get('identity', {}).get('stage', '?')} run with "
@@ -123,7 +135,7 @@ class StageRun:
         todo = []
         for t in tasks:
             rec = self.out.done_record(f"{records_dir}/{t.name}" if records_dir else t.name)
-            if rec is not None:
+            if rec is not None and rec.get("input_fingerprint") == t.extra.get("input_fingerprint"):
                 records[t.name] = rec
             else:
                 todo.append(t)
@@ -183,7 +195,10 @@ def run_shardwise(
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
     out = str(run_.out.path.resolve())
-    tasks = [ShardTask(p.stem, [str(p.resolve())], out, cfg) for p in src.shard_files(".parquet")]
+    tasks = [
+        ShardTask(p.stem, [str(p.resolve())], out, cfg, {"input_fingerprint": sha})
+        for p, sha in src.shard_entries(".parquet")
+    ]
     shards = run_.map(fn, tasks, desc)
     return run_.finish(shards, extra=totals(shards) if totals else None)
 

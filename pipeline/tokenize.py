@@ -30,14 +30,14 @@ class TokenizeConfig(StageConfig):
     transport_keys = frozenset({"threads"})
 
 
-def split_of(url_id: str, val_fraction: float) -> str:
+def split_of(url_hash: str, val_fraction: float) -> str:
     """By document hash, so a document stays in its split when the corpus grows."""
-    return "val" if int(url_id, 16) / 2**64 < val_fraction else "train"
+    return "val" if int(url_hash, 16) / 2**64 < val_fraction else "train"
 
 
 DOCS_SCHEMA = pa.schema(
     [
-        ("url_id", pa.string()),
+        ("url_hash", pa.string()),
         ("url", pa.string()),
         ("split", pa.string()),
         ("token_start", pa.int64()),
@@ -49,10 +49,10 @@ DOCS_SCHEMA = pa.schema(
 def tokenize_shard(task: ShardTask) -> dict[str, Any]:
     cfg: TokenizeConfig = task.config
     (path,) = task.inputs
-    t = read_parquet(path, columns=["url_id", "url", "text"])
+    t = read_parquet(path, columns=["url_hash", "url", "text"])
     enc = tokenizer(cfg.tokenizer)
     encoded = enc.encode_ordinary_batch(t.column("text").to_pylist(), num_threads=cfg.threads)
-    ids, urls = t.column("url_id").to_pylist(), t.column("url").to_pylist()
+    ids, urls = t.column("url_hash").to_pylist(), t.column("url").to_pylist()
     parts: dict[str, list[list[int]]] = {"train": [], "val": []}
     pos = {"train": 0, "val": 0}
     docs: dict[str, list[Any]] = {name: [] for name in DOCS_SCHEMA.names}
@@ -60,7 +60,7 @@ def tokenize_shard(task: ShardTask) -> dict[str, Any]:
         split = split_of(uid, cfg.val_fraction)
         toks.append(enc.eot_token)
         for k, v in (
-            ("url_id", uid),
+            ("url_hash", uid),
             ("url", url),
             ("split", split),
             ("token_start", pos[split]),

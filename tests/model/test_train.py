@@ -11,7 +11,7 @@ from pipeline.errors import PipelineError
 from pipeline.runner import LocalRunner
 from pipeline.tokenize import TokenizeConfig
 from pipeline.tokenize import run as tokenize_run
-from pipeline.urls import url_id
+from pipeline.urls import url_hash
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def shakespeare_tokens(tmp_path_factory, shared):
         part = chunks[s::2]
         urls = [f"http://shakespeare.example/{s}/{i}" for i in range(len(part))]
         write_parquet(
-            pa.table({"url_id": [url_id(u) for u in urls], "url": urls, "text": part}),
+            pa.table({"url_hash": [url_hash(u) for u in urls], "url": urls, "text": part}),
             root / "docs" / f"{shard_name(s)}.parquet",
         )
     from pipeline.dataset import write_json

@@ -18,9 +18,9 @@ def doc(seed: int, n: int = 400) -> str:
 def sigs(texts, scores, cfg):
     return pa.table(
         {
-            "url_id": [f"{i:016x}" for i in range(len(texts))],
+            "url_hash": [f"{i:016x}" for i in range(len(texts))],
             "score": scores,
-            "created_utc": [100] * len(texts),
+            "first_created_utc": [100] * len(texts),
             "text_hash": [text_hash(t) for t in texts],
             "minhash": [signature(t, cfg).tolist() for t in texts],
         },
@@ -42,9 +42,9 @@ def test_exact_and_near_duplicates_one_keeper_each():
     far = " ".join(w[:100] + doc(10, 300).split())  # 25% shared: well below 0.5
     texts = [base, base.upper() + " ", near, other, far]
     removed = find_duplicates(sigs(texts, [5, 50, 7, 3, 9], cfg), cfg).to_pylist()
-    by_id = {r["url_id"]: r for r in removed}
+    by_id = {r["url_hash"]: r for r in removed}
     # Highest score keeps: doc 1 (score 50) is kept, its exact copy doc 0 and near copy doc 2 go.
-    assert by_id[f"{0:016x}"] == {"url_id": f"{0:016x}", "reason": "exact_duplicate", "duplicate_of": f"{1:016x}"}
+    assert by_id[f"{0:016x}"] == {"url_hash": f"{0:016x}", "reason": "exact_duplicate", "duplicate_of": f"{1:016x}"}
     assert by_id[f"{2:016x}"]["reason"] == "near_duplicate" and by_id[f"{2:016x}"]["duplicate_of"] == f"{1:016x}"
     assert set(by_id) == {f"{0:016x}", f"{2:016x}"}
 

@@ -8,13 +8,13 @@ from pipeline.filter import FilterConfig, LanguageScorer, filter_table, is_wikip
 
 def docs(rows):
     base = {
-        "url_id": "0" * 16,
+        "url_hash": "0" * 16,
         "url": "http://x.com/a",
         "final_url": "http://x.com/a",
         "domain": "x.com",
         "score": 5,
-        "num_submissions": 1,
-        "created_utc": 1,
+        "n_submissions": 1,
+        "first_created_utc": 1,
         "submission_ids": ["a"],
         "subreddits": ["s"],
     }
@@ -35,16 +35,16 @@ def test_wikipedia_hosts():
 def test_filter_decisions_with_reasons(shared):
     en = sentences(shared, "en", 12)
     rows = [
-        {"url_id": "1" * 16, "text": en},
-        {"url_id": "2" * 16, "text": sentences(shared, "de", 12)},
-        {"url_id": "3" * 16, "text": sentences(shared, "fr", 12)},
-        {"url_id": "4" * 16, "text": "A short English note about the weather today."},
-        {"url_id": "5" * 16, "text": en, "url": "https://en.wikipedia.org/wiki/A"},
-        {"url_id": "6" * 16, "text": en, "final_url": "https://en.m.wikipedia.org/wiki/A"},  # via a redirect
+        {"url_hash": "1" * 16, "text": en},
+        {"url_hash": "2" * 16, "text": sentences(shared, "de", 12)},
+        {"url_hash": "3" * 16, "text": sentences(shared, "fr", 12)},
+        {"url_hash": "4" * 16, "text": "A short English note about the weather today."},
+        {"url_hash": "5" * 16, "text": en, "url": "https://en.wikipedia.org/wiki/A"},
+        {"url_hash": "6" * 16, "text": en, "final_url": "https://en.m.wikipedia.org/wiki/A"},  # via a redirect
     ]
     cfg = FilterConfig(input="i", output="o")
     kept, drops = filter_table(docs(rows), cfg, LanguageScorer(None))
-    assert kept.column("url_id").to_pylist() == ["1" * 16]
+    assert kept.column("url_hash").to_pylist() == ["1" * 16]
     assert drops == {"language": 2, "too_short": 1, "wikipedia": 2}
     assert kept.column("lang").to_pylist() == ["en"] and kept.column("lang_score")[0].as_py() > 0.9
     assert kept.column("n_tokens")[0].as_py() >= 128

@@ -13,20 +13,14 @@ from pipeline.harvest import HarvestConfig, SubmissionRules, harvest_lines, read
 from pipeline.runner import LocalRunner
 from pipeline.urls import normalize_url
 
-BASE = {
-    "id": "a1",
-    "url": "http://news.example.com/story",
-    "score": 5,
-    "created_utc": 1300000000,
-    "is_self": False,
-    "over_18": False,
-    "subreddit": "news",
-}
+BASE = {"id": "a1", "url": "http://news.example.com/story", "score": 5, "created_utc": 1300000000,
+        "is_self": False, "over_18": False, "subreddit": "news"}
 
 
 def judge(cfg=None, **kw):
     cfg = cfg or HarvestConfig(input=["x"], output="o")
-    return SubmissionRules(cfg).judge(BASE | kw)
+    url, _host, reason = SubmissionRules(cfg).judge(BASE | kw)
+    return url, reason
 
 
 def test_rules_default_to_webtext():
@@ -39,6 +33,7 @@ def test_rules_default_to_webtext():
     assert judge(created_utc="soon") == (None, "no_created_utc")
     assert judge(url=None) == (None, "no_url")
     assert judge(url="ftp://x.org/f") == (None, "not_http_url")
+    assert judge(url="http://example.com:99999/") == (None, "not_http_url")
     assert judge(url="http://i.imgur.com/abc") == (None, "blocked_domain")
     assert judge(url="http://example.com/paper.PDF") == (None, "blocked_extension")
     assert judge(over_18=True)[1] is None  # OpenWebText kept NSFW links
@@ -48,32 +43,69 @@ def test_nsfw_and_score_options():
     cfg = HarvestConfig(input=["x"], output="o", drop_nsfw=True, min_score=10)
     assert judge(cfg, over_18=True, score=20) == (None, "nsfw")
     assert judge(cfg, score=9) == (None, "low_score")
+    summed = HarvestConfig(input=["x"], output="o", score_mode="summed")
+    assert judge(summed, score=1)[1] is None  # judged later, on the URL's summed score
 
 
-def test_bad_lines_counted_and_named():
-    lines = [
-        (1, json.dumps(BASE).encode()),
-        (2, b'{"url": "http://x.com", "sc'),
-        (3, b"[1, 2]"),
-        (4, json.dumps(BASE | {"id": "a2", "score": 50, "url": BASE["url"] + "?utm_source=x"}).encode()),
-    ]
-    drops, examples = Counter(), []
-    links = harvest_lines(lines, SubmissionRules(HarvestConfig(input=["x"], output="o")), "RS_x.json", drops, examples)
-    assert drops == {"bad_json": 1, "not_an_object": 1}
+def lines_of(*recs) -> list[tuple[int, bytes]]:
+    return [(i + 1, r if isinstance(r, bytes) else json.dumps(r).encode()) for i, r in enumerate(recs)]
+
+
+def test_bad_lines_counted_and_named_and_bad_bytes_repaired():
+    lines = lines_of(BASE, b'{"url": "http://x.com", "sc', b"[1, 2]", b"",
+                     BASE | {"id": "a2", "score": 50, "url": BASE["url"] + "?utm_source=x#top"},
+                     json.dumps(BASE | {"id": "a3", "title": "caf\u00e9"}).encode().replace(b"\\u00e9", b"\xe9"))
+    drops, notes, examples = Counter(), Counter(), []
+    links = harvest_lines(lines, SubmissionRules(HarvestConfig(input=["x"], output="o")), "RS_x.json", drops,
+                          notes, examples)
+    assert drops == {"bad_json": 1, "not_an_object": 1, "blank_line": 1}
     assert examples[0].startswith("RS_x.json:2: bad JSON")
+    assert notes == {"parsed": 4, "repaired_utf8": 1}
     (agg,) = links.values()
-    assert agg["score"] == 50 and agg["n"] == 2 and agg["ids"] == {"a1", "a2"}
+    assert agg["max"] == 50 and agg["sum"] == 60 and agg["n"] == 3 and agg["ids"] == {"a1", "a2", "a3"}
+
+
+def write_dump(path: Path, recs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(json.dumps(r).encode() for r in recs) + b"\n"))
+    return path
+
+
+def test_score_modes_and_accounting(tmp_path):
+    recs = [BASE | {"id": "1", "score": 2}, BASE | {"id": "2", "score": 2},  # sum 4: only summed mode keeps it
+            BASE | {"id": "3", "url": "http://b.example.org/x", "score": 1},
+            BASE | {"id": "4", "url": "http://c.example.org/y", "score": 7},
+            BASE | {"id": "5", "url": "http://c.example.org/y?fbclid=abc", "score": 1}]
+    dump = write_dump(tmp_path / "RS_2011-01.zst", recs)
+    per = run(HarvestConfig(input=[str(dump)], output=str(tmp_path / "per"), num_shards=2), LocalRunner())
+    summed = run(HarvestConfig(input=[str(dump)], output=str(tmp_path / "sum"), num_shards=2, score_mode="summed"),
+                 LocalRunner())
+    rows = {r["url"]: r for r in read_links(tmp_path / "per").to_pylist()}
+    assert set(rows) == {"http://c.example.org/y"} and rows["http://c.example.org/y"]["score"] == 7
+    assert per["drops"] == {"low_score": 4}
+    srows = {r["url"]: r for r in read_links(tmp_path / "sum").to_pylist()}
+    assert set(srows) == {"http://news.example.com/story", "http://c.example.org/y"}
+    assert srows["http://c.example.org/y"]["score"] == 8 and srows["http://c.example.org/y"]["n_submissions"] == 2
+    assert summed["drops"] == {"low_score": 1, "duplicate_url": 2}
+    for m in (per, summed):
+        assert m["rows_in"] - sum(m["drops"].values()) == m["rows_out"]
+
+
+def test_month_range_selects_files(tmp_path):
+    for month in ("2005-06", "2011-03", "2018-01"):
+        write_dump(tmp_path / "d" / f"RS_{month}.zst", [BASE | {"id": month}])
+    m = run(HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "o"), months="2005-06..2017-11"),
+            LocalRunner())
+    assert [d["name"] for d in m["dumps"]] == ["RS_2005-06.zst", "RS_2011-03.zst"]
+    with pytest.raises(PipelineError, match="no dump among 3 input files"):
+        run(HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "o2"), months="2019-01..2019-02"),
+            LocalRunner())
 
 
 def _write_formats(tmp_path: Path, data: bytes) -> list[Path]:
     out = []
-    for name, blob in [
-        ("RS_a.zst", zstandard.ZstdCompressor().compress(data)),
-        ("RS_b.xz", lzma.compress(data)),
-        ("RS_c.bz2", bz2.compress(data)),
-        ("RS_d.gz", gzip.compress(data)),
-        ("RS_e.json", data),
-    ]:
+    for name, blob in [("RS_a.zst", zstandard.ZstdCompressor().compress(data)), ("RS_b.xz", lzma.compress(data)),
+                       ("RS_c.bz2", bz2.compress(data)), ("RS_d.gz", gzip.compress(data)), ("RS_e.json", data)]:
         d = tmp_path / name.split(".")[1]
         d.mkdir()
         (d / name).write_bytes(blob)
@@ -85,23 +117,23 @@ def test_every_dump_format_gives_the_same_links(tmp_path, shared):
     data = lzma.decompress((shared / "reddit" / "RS_v2_2005-07.xz").read_bytes())
     results = []
     for path in _write_formats(tmp_path, data):
-        m = run(
-            HarvestConfig(input=[str(path)], output=str(tmp_path / f"out-{path.suffix}"), num_shards=2), LocalRunner()
-        )
+        m = run(HarvestConfig(input=[str(path)], output=str(tmp_path / f"out-{path.suffix}"), num_shards=2),
+                LocalRunner())
         results.append((m["rows_out"], m["drops"], read_links(tmp_path / f"out-{path.suffix}").to_pylist()))
     assert all(r == results[0] for r in results)
 
 
 def test_real_dumps_match_an_independent_count(tmp_path, shared):
     dumps = sorted((shared / "reddit").glob("RS_*.xz"))
-    m = run(HarvestConfig(input=[str(shared / "reddit")], output=str(tmp_path / "links"), num_shards=3), LocalRunner())
+    m = run(HarvestConfig(input=[str(shared / "reddit")], output=str(tmp_path / "links"), num_shards=3),
+            LocalRunner())
     # Independent reading of the same files: records with score >= 3, http(s), not blocked by our lists.
     records = [json.loads(line) for p in dumps for line in lzma.decompress(p.read_bytes()).splitlines()]
-    assert m["rows_in"] == len(records) == 103 + 1079
+    assert m["rows_in"] == m["lines_read"] == m["lines_parsed"] == len(records) == 103 + 1079
     qualifying = [r for r in records if r["score"] >= 3 and not r["is_self"]]
     assert len(qualifying) == 83 + 757
     rules = SubmissionRules(HarvestConfig(input=["x"], output="o"))
-    expected = {normalize_url(r["url"]) for r in qualifying if rules.judge(r)[1] is None}
+    expected = {normalize_url(r["url"]) for r in qualifying if rules.judge(r)[2] is None}
     links = read_links(tmp_path / "links")
     assert sorted(links.column("url").to_pylist()) == sorted(expected)
     assert m["rows_out"] == len(expected)
@@ -110,15 +142,27 @@ def test_real_dumps_match_an_independent_count(tmp_path, shared):
         "42c54710220eba6b729699cde94c2b151f0ee2df9e1ee569183c1da554a2e62c",
         "5f568b76006ce7dce51b7edcc68151c0d5ed28891fba19a3aac11e52a69f2e53",
     ]
+    by_url = {r["url"]: r for r in links.to_pylist()}
+    bbc = [r for u, r in by_url.items() if "news.bbc.co.uk" in u][0]
+    assert bbc["domain"] == "news.bbc.co.uk" and bbc["registered_domain"] == "bbc.co.uk"
+    assert m["top_domains"]["cnn.com"] > 10
 
 
-def test_truncated_dump_is_a_clear_error(tmp_path, shared):
+def test_truncated_dump_fails_alone_and_a_rerun_retries_only_it(tmp_path, shared):
     blob = (shared / "reddit" / "RS_v2_2005-07.xz").read_bytes()
-    bad = tmp_path / "RS_2005-07.xz"
-    bad.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(PipelineError, match=r"RS_2005-07.xz: corrupt or truncated dump after line \d+"):
-        run(HarvestConfig(input=[str(bad)], output=str(tmp_path / "links")), LocalRunner())
+    d = tmp_path / "dumps"
+    d.mkdir()
+    (d / "RS_2005-06.xz").write_bytes((shared / "reddit" / "RS_v2_2005-06.xz").read_bytes())
+    (d / "RS_2005-07.xz").write_bytes(blob[: len(blob) // 2])
+    cfg = HarvestConfig(input=[str(d)], output=str(tmp_path / "links"))
+    with pytest.raises(PipelineError, match=r"RS_2005-07.xz: corrupt or truncated dump after line \d+ "
+                                            r"\(compressed offset ~\d+\)"):
+        run(cfg, LocalRunner())
     assert not (tmp_path / "links" / "_stage.json").exists()
+    assert (tmp_path / "links" / "_shards" / "_map" / "map-00000.json").is_file()  # the good file finished
+    (d / "RS_2005-07.xz").write_bytes(blob)  # re-downloaded
+    m = run(cfg, LocalRunner())
+    assert m["resumed_shards"] == 1 and m["rows_in"] == 103 + 1079
 
 
 def test_missing_input_is_a_clear_error(tmp_path):

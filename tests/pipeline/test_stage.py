@@ -19,7 +19,7 @@ from pipeline.runner import LocalRunner
 from pipeline.stage import StageRun
 from pipeline.tokenize import TokenizeConfig
 from pipeline.tokenize import run as tokenize_run
-from pipeline.urls import url_id
+from pipeline.urls import url_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,13 +40,13 @@ def make_docs(path: Path, shared: Path, shards: int = 30, per_shard: int = 40) -
             url = f"http://site{s}.example.com/{i}"
             rows.append(
                 {
-                    "url_id": url_id(url),
+                    "url_hash": url_hash(url),
                     "url": url,
                     "final_url": url,
                     "domain": f"site{s}.example.com",
                     "score": i,
-                    "num_submissions": 1,
-                    "created_utc": 1,
+                    "n_submissions": 1,
+                    "first_created_utc": 1,
                     "submission_ids": ["x"],
                     "subreddits": ["s"],
                     "text": " ".join(pools[lang][start : start + 12]),

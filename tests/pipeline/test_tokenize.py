@@ -8,7 +8,7 @@ from pipeline.resources import tokenizer, vocab_sha256
 from pipeline.stage import ShardTask
 from pipeline.token_format import check_metadata, mmap_tokens, read_metadata
 from pipeline.tokenize import TokenizeConfig, split_of, tokenize_shard
-from pipeline.urls import url_id
+from pipeline.urls import url_hash
 
 
 def test_vocabulary_is_gpt2():
@@ -17,7 +17,7 @@ def test_vocabulary_is_gpt2():
 
 
 def test_split_by_hash_is_stable_and_proportional():
-    ids = [url_id(f"http://example.com/{i}") for i in range(20000)]
+    ids = [url_hash(f"http://example.com/{i}") for i in range(20000)]
     val = [i for i in ids if split_of(i, 0.1) == "val"]
     assert 1700 < len(val) < 2300
     assert all(split_of(i, 0.2) == "val" for i in val)  # a bigger val fraction only adds documents
@@ -27,7 +27,7 @@ def test_shards_round_trip_with_eot_after_each_document(tmp_path):
     texts = ["First document.", "Second one, a little longer.", "Third."]
     ids = ["00" + "1" * 14, "ff" + "2" * 14, "10" + "3" * 14]  # first and last go to val at val_fraction=0.1
     src = tmp_path / "in" / "part-00000.parquet"
-    write_parquet(pa.table({"url_id": ids, "url": ["u1", "u2", "u3"], "text": texts}), src)
+    write_parquet(pa.table({"url_hash": ids, "url": ["u1", "u2", "u3"], "text": texts}), src)
     cfg = TokenizeConfig(input=str(src.parent), output=str(tmp_path / "tok"), val_fraction=0.1)
     rec = tokenize_shard(ShardTask(shard_name(0), [str(src)], cfg.output, cfg))
     enc = tokenizer("gpt2")

@@ -1,11 +1,11 @@
-from pipeline.urls import host_of, normalize_url, url_id
+from pipeline.urls import host_of, normalize_url, url_hash
 
 
 def test_normalization_collapses_variants():
     a = normalize_url("HTTP://WWW.Example.com:80/a/b?z=1&utm_source=reddit&a=2#comments")
     b = normalize_url("http://www.example.com/a/b?a=2&z=1")
     assert a == b == "http://www.example.com/a/b?a=2&z=1"
-    assert url_id(a) == url_id(b) and len(url_id(a)) == 16
+    assert url_hash(a) == url_hash(b) and len(url_hash(a)) == 16
 
 
 def test_non_http_urls_are_refused():
