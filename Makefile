@@ -19,13 +19,14 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train clean-demo help
+.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
 	@echo "make test    - the test suite"
 	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
 	@echo "make lint    - ruff"
+	@echo "make bench   - benchmarks (bench-harvest); figures go to BENCHMARKS.md"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,11 @@ $(STAGES): venv
 
 train: venv
 	$(PY) -m model.train --config $(CONFIG) $(SET_ARGS)
+
+bench: bench-harvest
+
+bench-harvest: venv
+	$(PY) bench/harvest_bench.py
 
 clean-demo:
 	rm -rf runs/demo

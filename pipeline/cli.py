@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--seed", type=int, default=0)
     r = sub.add_parser("replay", help="serve WARC files on loopback, as an HTTP proxy for fetch")
     r.add_argument("args", nargs=argparse.REMAINDER)
+    hr = sub.add_parser("harvest-report", help="compare harvest's domains with WebText's top-1000 domains")
+    hr.add_argument("args", nargs=argparse.REMAINDER)
     return ap
 
 
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import replay
 
             return replay.main(args.args)
+        if args.command == "harvest-report":
+            from pipeline import harvest_report
+
+            return harvest_report.main(args.args)
         if args.command == "world":
             from pipeline.demo_world import generate
 

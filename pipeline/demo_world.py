@@ -204,7 +204,7 @@ class World:
         for _ in range(max(3, self.n_articles // 12)):
             self.submit(f"https://www.reddit.com/r/books/comments/{rng.randrange(16**5):05x}/", is_self=True)
             self.plant("self_posts")
-        for _ in range(3):  # NSFW links to dead pages: kept by harvest (OpenWebText kept NSFW), die at fetch
+        for _ in range(3):  # NSFW submissions: dropped at harvest, as OpenWebText did
             self.submit(self.new_url(), over_18=True)
             self.plant("nsfw_submissions")
         for _ in range(4):  # after the WebText cutoff

@@ -64,24 +64,25 @@ def _decompressed(path: Path, raw: BinaryIO) -> BinaryIO:
 
 
 class DumpReader:
-    """Iterate `(line_number, line_bytes)` of one dump; afterwards `sha256` and `bytes` describe the file."""
+    """Iterate the lines (bytes) of one dump; afterwards `lines`, `sha256` and `bytes` describe the file."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.lines = 0
         self.sha256 = ""
         self.bytes = 0
 
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        lineno = 0
+    def __iter__(self) -> Iterator[bytes]:
         with open(self.path, "rb") as f:
             hashing = HashingReader(f)
             stream = io.BufferedReader(_decompressed(self.path, hashing), buffer_size=1 << 20)  # type: ignore[arg-type]
             try:
-                for lineno, line in enumerate(stream, start=1):  # noqa: B007
-                    yield lineno, line
+                for line in stream:
+                    self.lines += 1
+                    yield line
             except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError) as e:
                 raise PipelineError(
-                    f"{self.path}: corrupt or truncated dump after line {lineno} "
+                    f"{self.path}: corrupt or truncated dump after line {self.lines} "
                     f"(compressed offset ~{hashing.bytes_read}): {e}; re-download it"
                 ) from None
             hashing.drain()

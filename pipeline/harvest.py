@@ -1,8 +1,8 @@
 """harvest: Reddit submissions -> one row per normalized outbound URL.
 
 Rules (defaults reproduce WebText/OpenWebText; see docs/HARVEST.md for each default and its source): score >= 3,
-created before 2017-12-01, no self posts, http(s) only, media/social hosts and non-HTML file extensions blocked,
-NSFW kept. Two Ray phases: map (one task per dump file: parse, apply rules, merge within the file, tag each URL
+created before 2017-12-01, no self posts, no NSFW, http(s) only, media/social hosts and non-HTML file extensions
+blocked. Two Ray phases: map (one task per dump file: parse, apply rules, merge within the file, tag each URL
 with a hash bucket) then reduce (one task per bucket: merge the same URL across files, decide, write a shard).
 """
 
@@ -41,7 +41,7 @@ class HarvestConfig(StageConfig):
     score_mode: Literal["per_submission", "summed"] = "per_submission"  # OpenWebText / OpenWebText2
     created_before: date = date(2017, 12, 1)  # WebText: links up to December 2017
     drop_self_posts: bool = True
-    drop_nsfw: bool = False  # OpenWebText kept NSFW links; set true to drop them
+    drop_nsfw: bool = True  # OpenWebText skipped over_18 submissions; false keeps them
     num_shards: int = Field(16, ge=1, le=100_000)
     blocked_domains: str | None = None  # a file, one domain per line; None = pipeline/data/blocked_domains.txt
     blocked_extensions: str | None = None  # likewise, pipeline/data/blocked_extensions.txt
@@ -94,8 +94,14 @@ def blocklists(domains_file: str | None, extensions_file: str | None) -> tuple[f
 
 
 def domain_blocked(host: str, blocked: frozenset[str]) -> bool:
-    parts = host.split(".")
-    return any(".".join(parts[i:]) in blocked for i in range(len(parts) - 1))
+    """The host or any parent domain is listed (i.imgur.com matches imgur.com)."""
+    while True:
+        if host in blocked:
+            return True
+        dot = host.find(".")
+        if dot < 0:
+            return False
+        host = host[dot + 1 :]
 
 
 def extension_blocked(path: str, blocked: frozenset[str]) -> bool:
@@ -162,12 +168,18 @@ class SubmissionRules:
         return seen[0], seen[1], None
 
     def _classify(self, raw: str) -> tuple[str, str] | str:
+        # Most media links are decided by their host alone: look at it before paying for a full parse.
+        rough = ""
+        if raw[:8].lower().startswith(("http://", "https://")):
+            rough = raw.split("/", 3)[2].rpartition("@")[2].partition(":")[0].lower()
+            if domain_blocked(rough, self.blocked_domains):
+                return "blocked_domain"
         try:
             u = parse_url(raw)
             if u is None:
                 return "not_http_url"
             host = (u.raw_host or "").lower()
-            if domain_blocked(host, self.blocked_domains):
+            if host != rough and domain_blocked(host, self.blocked_domains):
                 return "blocked_domain"
             if extension_blocked(u.raw_path, self.blocked_extensions):
                 return "blocked_extension"
@@ -177,7 +189,7 @@ class SubmissionRules:
 
 
 def harvest_lines(
-    lines: Iterable[tuple[int, bytes]],
+    lines: Iterable[bytes],
     rules: SubmissionRules,
     source: str,
     drops: Counter,
@@ -186,7 +198,8 @@ def harvest_lines(
 ) -> dict[str, dict[str, Any]]:
     """Pure core: (lineno, bytes) lines -> {url: aggregate}. Bad lines are counted, the first few named."""
     links: dict[str, dict[str, Any]] = {}
-    for lineno, line in lines:
+    parsed = 0
+    for lineno, line in enumerate(lines, start=1):
         try:
             rec = orjson.loads(line)
         except orjson.JSONDecodeError as e:
@@ -200,7 +213,7 @@ def harvest_lines(
                     examples.append(f"{source}:{lineno}: bad JSON ({e})")
                 continue
             notes["repaired_utf8"] += 1
-        notes["parsed"] += 1
+        parsed += 1
         url, host, reason = rules.judge(rec)
         if url is None:
             drops[reason] += 1  # type: ignore[index]
@@ -217,6 +230,7 @@ def harvest_lines(
             [str(rec.get("id") or "")],
             [str(sub) if sub else ""],
         )
+    notes["parsed"] += parsed
     return links
 
 
@@ -308,21 +322,13 @@ def map_dump(task: ShardTask) -> dict[str, Any]:
     drops: Counter = Counter()
     notes: Counter = Counter()
     examples: list[str] = []
-    lines_read = 0
-
-    def counted():
-        nonlocal lines_read
-        for item in reader:
-            lines_read = item[0]
-            yield item
-
-    links = harvest_lines(counted(), SubmissionRules(cfg), Path(path).name, drops, notes, examples)
+    links = harvest_lines(reader, SubmissionRules(cfg), Path(path).name, drops, notes, examples)
     out = Path(task.output) / "_map" / f"{task.name}.parquet"
     write_parquet(map_table(links, cfg.num_shards), out)
     return finish_shard(
         task,
         [out],
-        rows_in=lines_read,
+        rows_in=reader.lines,
         rows_out=sum(v["n"] for v in links.values()),
         drops=drops,
         records_dir="_map",

@@ -55,8 +55,9 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
     assert h["drops"]["low_score"] == world["low_score_submissions"]
     assert h["drops"]["blocked_domain"] + h["drops"]["blocked_extension"] == world["media_links"]
     assert h["drops"]["duplicate_url"] == world["repeat_submissions_with_tracking_params"]
+    assert h["drops"]["nsfw"] == world["nsfw_submissions"]
     assert f["drops"] == {
-        "http_404": world["dead_links"] + world["nsfw_submissions"],
+        "http_404": world["dead_links"],
         "http_500": world["server_errors"],
         "not_html": world["non_html"],
     }

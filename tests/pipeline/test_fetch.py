@@ -18,8 +18,9 @@ from pipeline.warc import iter_responses, read_response_at
 
 
 def links_shard(tmp_path: Path, urls: list[str]) -> Path:
-    t = links_table({u: {"host": "h", "max": 5, "sum": 5, "n": 1, "created": 1, "ids": {"x"}, "subs": {"s"}}
-                     for u in urls})
+    t = links_table(
+        {u: {"host": "h", "max": 5, "sum": 5, "n": 1, "created": 1, "ids": {"x"}, "subs": {"s"}} for u in urls}
+    )
     assert t.schema == LINK_SCHEMA
     p = tmp_path / "links" / f"{shard_name(0)}.parquet"
     write_parquet(t, p)

@@ -13,8 +13,15 @@ from pipeline.harvest import HarvestConfig, SubmissionRules, harvest_lines, read
 from pipeline.runner import LocalRunner
 from pipeline.urls import normalize_url
 
-BASE = {"id": "a1", "url": "http://news.example.com/story", "score": 5, "created_utc": 1300000000,
-        "is_self": False, "over_18": False, "subreddit": "news"}
+BASE = {
+    "id": "a1",
+    "url": "http://news.example.com/story",
+    "score": 5,
+    "created_utc": 1300000000,
+    "is_self": False,
+    "over_18": False,
+    "subreddit": "news",
+}
 
 
 def judge(cfg=None, **kw):
@@ -36,7 +43,8 @@ def test_rules_default_to_webtext():
     assert judge(url="http://example.com:99999/") == (None, "not_http_url")
     assert judge(url="http://i.imgur.com/abc") == (None, "blocked_domain")
     assert judge(url="http://example.com/paper.PDF") == (None, "blocked_extension")
-    assert judge(over_18=True)[1] is None  # OpenWebText kept NSFW links
+    assert judge(over_18=True) == (None, "nsfw")  # OpenWebText skipped over_18 submissions
+    assert judge(HarvestConfig(input=["x"], output="o", drop_nsfw=False), over_18=True)[1] is None
 
 
 def test_nsfw_and_score_options():
@@ -47,17 +55,23 @@ def test_nsfw_and_score_options():
     assert judge(summed, score=1)[1] is None  # judged later, on the URL's summed score
 
 
-def lines_of(*recs) -> list[tuple[int, bytes]]:
-    return [(i + 1, r if isinstance(r, bytes) else json.dumps(r).encode()) for i, r in enumerate(recs)]
+def lines_of(*recs) -> list[bytes]:
+    return [r if isinstance(r, bytes) else json.dumps(r).encode() for r in recs]
 
 
 def test_bad_lines_counted_and_named_and_bad_bytes_repaired():
-    lines = lines_of(BASE, b'{"url": "http://x.com", "sc', b"[1, 2]", b"",
-                     BASE | {"id": "a2", "score": 50, "url": BASE["url"] + "?utm_source=x#top"},
-                     json.dumps(BASE | {"id": "a3", "title": "caf\u00e9"}).encode().replace(b"\\u00e9", b"\xe9"))
+    lines = lines_of(
+        BASE,
+        b'{"url": "http://x.com", "sc',
+        b"[1, 2]",
+        b"",
+        BASE | {"id": "a2", "score": 50, "url": BASE["url"] + "?utm_source=x#top"},
+        json.dumps(BASE | {"id": "a3", "title": "caf\u00e9"}).encode().replace(b"\\u00e9", b"\xe9"),
+    )
     drops, notes, examples = Counter(), Counter(), []
-    links = harvest_lines(lines, SubmissionRules(HarvestConfig(input=["x"], output="o")), "RS_x.json", drops,
-                          notes, examples)
+    links = harvest_lines(
+        lines, SubmissionRules(HarvestConfig(input=["x"], output="o")), "RS_x.json", drops, notes, examples
+    )
     assert drops == {"bad_json": 1, "not_an_object": 1, "blank_line": 1}
     assert examples[0].startswith("RS_x.json:2: bad JSON")
     assert notes == {"parsed": 4, "repaired_utf8": 1}
@@ -72,14 +86,18 @@ def write_dump(path: Path, recs) -> Path:
 
 
 def test_score_modes_and_accounting(tmp_path):
-    recs = [BASE | {"id": "1", "score": 2}, BASE | {"id": "2", "score": 2},  # sum 4: only summed mode keeps it
-            BASE | {"id": "3", "url": "http://b.example.org/x", "score": 1},
-            BASE | {"id": "4", "url": "http://c.example.org/y", "score": 7},
-            BASE | {"id": "5", "url": "http://c.example.org/y?fbclid=abc", "score": 1}]
+    recs = [
+        BASE | {"id": "1", "score": 2},
+        BASE | {"id": "2", "score": 2},  # sum 4: only summed mode keeps it
+        BASE | {"id": "3", "url": "http://b.example.org/x", "score": 1},
+        BASE | {"id": "4", "url": "http://c.example.org/y", "score": 7},
+        BASE | {"id": "5", "url": "http://c.example.org/y?fbclid=abc", "score": 1},
+    ]
     dump = write_dump(tmp_path / "RS_2011-01.zst", recs)
     per = run(HarvestConfig(input=[str(dump)], output=str(tmp_path / "per"), num_shards=2), LocalRunner())
-    summed = run(HarvestConfig(input=[str(dump)], output=str(tmp_path / "sum"), num_shards=2, score_mode="summed"),
-                 LocalRunner())
+    summed = run(
+        HarvestConfig(input=[str(dump)], output=str(tmp_path / "sum"), num_shards=2, score_mode="summed"), LocalRunner()
+    )
     rows = {r["url"]: r for r in read_links(tmp_path / "per").to_pylist()}
     assert set(rows) == {"http://c.example.org/y"} and rows["http://c.example.org/y"]["score"] == 7
     assert per["drops"] == {"low_score": 4}
@@ -94,18 +112,26 @@ def test_score_modes_and_accounting(tmp_path):
 def test_month_range_selects_files(tmp_path):
     for month in ("2005-06", "2011-03", "2018-01"):
         write_dump(tmp_path / "d" / f"RS_{month}.zst", [BASE | {"id": month}])
-    m = run(HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "o"), months="2005-06..2017-11"),
-            LocalRunner())
+    m = run(
+        HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "o"), months="2005-06..2017-11"), LocalRunner()
+    )
     assert [d["name"] for d in m["dumps"]] == ["RS_2005-06.zst", "RS_2011-03.zst"]
     with pytest.raises(PipelineError, match="no dump among 3 input files"):
-        run(HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "o2"), months="2019-01..2019-02"),
-            LocalRunner())
+        run(
+            HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "o2"), months="2019-01..2019-02"),
+            LocalRunner(),
+        )
 
 
 def _write_formats(tmp_path: Path, data: bytes) -> list[Path]:
     out = []
-    for name, blob in [("RS_a.zst", zstandard.ZstdCompressor().compress(data)), ("RS_b.xz", lzma.compress(data)),
-                       ("RS_c.bz2", bz2.compress(data)), ("RS_d.gz", gzip.compress(data)), ("RS_e.json", data)]:
+    for name, blob in [
+        ("RS_a.zst", zstandard.ZstdCompressor().compress(data)),
+        ("RS_b.xz", lzma.compress(data)),
+        ("RS_c.bz2", bz2.compress(data)),
+        ("RS_d.gz", gzip.compress(data)),
+        ("RS_e.json", data),
+    ]:
         d = tmp_path / name.split(".")[1]
         d.mkdir()
         (d / name).write_bytes(blob)
@@ -117,16 +143,16 @@ def test_every_dump_format_gives_the_same_links(tmp_path, shared):
     data = lzma.decompress((shared / "reddit" / "RS_v2_2005-07.xz").read_bytes())
     results = []
     for path in _write_formats(tmp_path, data):
-        m = run(HarvestConfig(input=[str(path)], output=str(tmp_path / f"out-{path.suffix}"), num_shards=2),
-                LocalRunner())
+        m = run(
+            HarvestConfig(input=[str(path)], output=str(tmp_path / f"out-{path.suffix}"), num_shards=2), LocalRunner()
+        )
         results.append((m["rows_out"], m["drops"], read_links(tmp_path / f"out-{path.suffix}").to_pylist()))
     assert all(r == results[0] for r in results)
 
 
 def test_real_dumps_match_an_independent_count(tmp_path, shared):
     dumps = sorted((shared / "reddit").glob("RS_*.xz"))
-    m = run(HarvestConfig(input=[str(shared / "reddit")], output=str(tmp_path / "links"), num_shards=3),
-            LocalRunner())
+    m = run(HarvestConfig(input=[str(shared / "reddit")], output=str(tmp_path / "links"), num_shards=3), LocalRunner())
     # Independent reading of the same files: records with score >= 3, http(s), not blocked by our lists.
     records = [json.loads(line) for p in dumps for line in lzma.decompress(p.read_bytes()).splitlines()]
     assert m["rows_in"] == m["lines_read"] == m["lines_parsed"] == len(records) == 103 + 1079
@@ -155,8 +181,11 @@ def test_truncated_dump_fails_alone_and_a_rerun_retries_only_it(tmp_path, shared
     (d / "RS_2005-06.xz").write_bytes((shared / "reddit" / "RS_v2_2005-06.xz").read_bytes())
     (d / "RS_2005-07.xz").write_bytes(blob[: len(blob) // 2])
     cfg = HarvestConfig(input=[str(d)], output=str(tmp_path / "links"))
-    with pytest.raises(PipelineError, match=r"RS_2005-07.xz: corrupt or truncated dump after line \d+ "
-                                            r"\(compressed offset ~\d+\)"):
+    with pytest.raises(
+        PipelineError,
+        match=r"RS_2005-07.xz: corrupt or truncated dump after line \d+ "
+        r"\(compressed offset ~\d+\)",
+    ):
         run(cfg, LocalRunner())
     assert not (tmp_path / "links" / "_stage.json").exists()
     assert (tmp_path / "links" / "_shards" / "_map" / "map-00000.json").is_file()  # the good file finished
@@ -168,3 +197,19 @@ def test_truncated_dump_fails_alone_and_a_rerun_retries_only_it(tmp_path, shared
 def test_missing_input_is_a_clear_error(tmp_path):
     with pytest.raises(PipelineError, match="no such file, directory or matching glob"):
         run(HarvestConfig(input=[str(tmp_path / "RS_*.zst")], output=str(tmp_path / "o")), LocalRunner())
+
+
+def test_domain_report_against_webtext(tmp_path, shared):
+    from pipeline.harvest_report import compare_domains, read_webtext
+
+    m = run(HarvestConfig(input=[str(shared / "reddit")], output=str(tmp_path / "links")), LocalRunner())
+    webtext = read_webtext(shared / "webtext-domains" / "domains.txt")
+    assert len(webtext) == 999 and webtext["nytimes"] == 333160  # one of the 1000 lines has no label
+    r = compare_domains(m["top_domains"], webtext)
+    # 2005's Reddit linked the same big news sites WebText is made of.
+    assert {"nytimes", "cnn", "bbc"} <= {row["ours"] for row in r["top"]}
+    assert 0.15 < r["label_overlap_share"] <= 1.0 and 0.4 < r["link_share_in_webtext_top1000"] <= 1.0
+    assert r["compared_top_n"] == min(1000, r["our_labels"])
+    counts = compare_domains({"news.bbc.co.uk": 2, "bbc.com": 1, "nowhere-else.example": 1}, {"bbc": 5})
+    assert counts["top"][0] == {"ours": "bbc", "ours_links": 3, "webtext": "bbc"}
+    assert counts["link_share_in_webtext_top1000"] == 0.75
