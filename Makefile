@@ -19,7 +19,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest
+.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
@@ -51,6 +51,18 @@ $(STAGES): venv
 
 train: venv
 	$(PY) -m model.train --config $(CONFIG) $(SET_ARGS)
+
+# Live Reddit API -> dump files harvest reads: make reddit-api OUT=runs/api SUBREDDITS="worldnews science"
+OUT ?= runs/reddit-api
+SUBREDDITS ?= worldnews
+reddit-api: venv
+	$(PY) -m pipeline reddit-api $(OUT) $(foreach s,$(SUBREDDITS),--subreddit $(s))
+
+# make harvest-report LINKS=runs/demo/links
+LINKS ?= runs/demo/links
+WEBTEXT_DOMAINS ?= ../shared/data/webtext-domains/domains.txt
+harvest-report: venv
+	$(PY) -m pipeline harvest-report $(LINKS) --webtext $(WEBTEXT_DOMAINS)
 
 bench: bench-harvest
 

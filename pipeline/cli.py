@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("args", nargs=argparse.REMAINDER)
     hr = sub.add_parser("harvest-report", help="compare harvest's domains with WebText's top-1000 domains")
     hr.add_argument("args", nargs=argparse.REMAINDER)
+    ra = sub.add_parser("reddit-api", help="fetch subreddit listings from the live Reddit API as dump files")
+    ra.add_argument("args", nargs=argparse.REMAINDER)
     return ap
 
 
@@ -100,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import replay
 
             return replay.main(args.args)
+        if args.command == "reddit-api":
+            from pipeline import reddit_api
+
+            return reddit_api.main(args.args)
         if args.command == "harvest-report":
             from pipeline import harvest_report
 
