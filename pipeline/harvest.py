@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from functools import lru_cache
 from importlib import resources
@@ -43,8 +43,12 @@ class HarvestConfig(StageConfig):
     drop_self_posts: bool = True
     drop_nsfw: bool = True  # OpenWebText skipped over_18 submissions; false keeps them
     num_shards: int = Field(16, ge=1, le=100_000)
+    # A map task writes its URLs out in parts of at most this many, so a 40M-line month fits a worker's memory.
+    max_urls_in_memory: int = Field(1_000_000, ge=1)
     blocked_domains: str | None = None  # a file, one domain per line; None = pipeline/data/blocked_domains.txt
     blocked_extensions: str | None = None  # likewise, pipeline/data/blocked_extensions.txt
+
+    transport_keys = frozenset({"max_urls_in_memory"})  # changes the intermediate parts, not the output
 
     @field_validator("months")
     @classmethod
@@ -195,8 +199,11 @@ def harvest_lines(
     drops: Counter,
     notes: Counter,
     examples: list[str],
+    spill: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+    max_urls: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """Pure core: (lineno, bytes) lines -> {url: aggregate}. Bad lines are counted, the first few named."""
+    """Pure core: lines -> {url: aggregate}. Bad lines are counted, the first few named. With `spill`, every time
+    `max_urls` URLs are held they are handed to it and forgotten (the reduce merges the parts)."""
     links: dict[str, dict[str, Any]] = {}
     parsed = 0
     for lineno, line in enumerate(lines, start=1):
@@ -230,6 +237,9 @@ def harvest_lines(
             [str(rec.get("id") or "")],
             [str(sub) if sub else ""],
         )
+        if spill is not None and len(links) >= max_urls:
+            spill(links)
+            links = {}
     notes["parsed"] += parsed
     return links
 
@@ -322,14 +332,26 @@ def map_dump(task: ShardTask) -> dict[str, Any]:
     drops: Counter = Counter()
     notes: Counter = Counter()
     examples: list[str] = []
-    links = harvest_lines(reader, SubmissionRules(cfg), Path(path).name, drops, notes, examples)
-    out = Path(task.output) / "_map" / f"{task.name}.parquet"
-    write_parquet(map_table(links, cfg.num_shards), out)
+    parts: list[Path] = []
+    kept = 0
+
+    def spill(links: dict[str, dict[str, Any]]) -> None:
+        nonlocal kept
+        part = Path(task.output) / "_map" / f"{task.name}.{len(parts):04d}.parquet"
+        write_parquet(map_table(links, cfg.num_shards), part)
+        parts.append(part)
+        kept += sum(v["n"] for v in links.values())
+
+    rest = harvest_lines(
+        reader, SubmissionRules(cfg), Path(path).name, drops, notes, examples, spill, cfg.max_urls_in_memory
+    )
+    if rest or not parts:
+        spill(rest)
     return finish_shard(
         task,
-        [out],
+        parts,
         rows_in=reader.lines,
-        rows_out=sum(v["n"] for v in links.values()),
+        rows_out=kept,
         drops=drops,
         records_dir="_map",
         extra={
@@ -396,8 +418,8 @@ def run(cfg: HarvestConfig, runner, overwrite: bool = False) -> dict[str, Any]:
         for i, p in enumerate(dumps)
     ]
     mapped = run_.map(map_dump, map_tasks, "map", records_dir="_map")
-    parts = [str(out_dir / rec["files"][0]["path"]) for rec in mapped]
-    parts_fp = combined_fingerprint([rec["files"][0]["sha256"] for rec in mapped])
+    parts = [str(out_dir / f["path"]) for rec in mapped for f in rec["files"]]
+    parts_fp = combined_fingerprint([f["sha256"] for rec in mapped for f in rec["files"]])
     reduce_tasks = [
         ShardTask(shard_name(b), parts, str(out_dir), cfg, {"bucket": b, "input_fingerprint": parts_fp})
         for b in range(cfg.num_shards)
