@@ -289,7 +289,10 @@ def _lists(links: dict[str, dict[str, Any]], urls: list[str], key: str) -> list[
 
 
 def map_table(links: dict[str, dict[str, Any]], num_shards: int) -> pa.Table:
-    urls = sorted(links)
+    # Sorted by (bucket, url): each bucket is a contiguous run of row groups, so a reduce task's
+    # `bucket == b` filter skips the other buckets' row groups by their statistics instead of reading them.
+    keyed = sorted((int(url_hash(u)[:8], 16) % num_shards, u) for u in links)
+    urls = [u for _, u in keyed]
     return pa.table(
         {
             "url": urls,
@@ -300,7 +303,7 @@ def map_table(links: dict[str, dict[str, Any]], num_shards: int) -> pa.Table:
             "first_created_utc": [links[u]["created"] for u in urls],
             "submission_ids": _lists(links, urls, "ids"),
             "subreddits": _lists(links, urls, "subs"),
-            "bucket": [int(url_hash(u)[:8], 16) % num_shards for u in urls],
+            "bucket": [b for b, _ in keyed],
         },
         schema=MAP_SCHEMA,
     )

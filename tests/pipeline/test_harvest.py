@@ -224,3 +224,8 @@ def test_bounded_memory_parts_give_the_same_links(tmp_path, shared):
     assert len(list((tmp_path / "b" / "_map").glob("*.parquet"))) > 10  # the big month went out in many parts
     assert parts["output_fingerprint"] == whole["output_fingerprint"]
     assert parts["drops"] == whole["drops"] and parts["submissions_kept"] == whole["submissions_kept"]
+    import pyarrow.parquet as pq
+
+    part = pq.read_table(sorted((tmp_path / "a" / "_map").glob("*.parquet"))[-1])
+    buckets = part.column("bucket").to_pylist()
+    assert buckets == sorted(buckets)  # contiguous per bucket: reduce tasks skip the others' row groups
