@@ -285,7 +285,15 @@ def merge_link(
 
 
 def _lists(links: dict[str, dict[str, Any]], urls: list[str], key: str) -> list[list[str]]:
-    return [sorted(x for x in links[u][key] if x) for u in urls]
+    out = []
+    for u in urls:
+        values = links[u][key]
+        if len(values) == 1:  # the common case: one submission, one subreddit; no sort needed
+            (x,) = values
+            out.append([x] if x else [])
+        else:
+            out.append(sorted(x for x in values if x))
+    return out
 
 
 def map_table(links: dict[str, dict[str, Any]], num_shards: int) -> pa.Table:

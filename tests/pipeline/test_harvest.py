@@ -43,6 +43,8 @@ def test_rules_default_to_webtext():
     assert judge(url="http://example.com:99999/") == (None, "not_http_url")
     assert judge(url="http://i.imgur.com/abc") == (None, "blocked_domain")
     assert judge(url="http://example.com/paper.PDF") == (None, "blocked_extension")
+    assert judge(url="[deleted]") == (None, "not_http_url")
+    assert judge(author="[deleted]", removed_by_category="deleted")[1] is None  # the link itself is still good
     assert judge(over_18=True) == (None, "nsfw")  # OpenWebText skipped over_18 submissions
     assert judge(HarvestConfig(input=["x"], output="o", drop_nsfw=False), over_18=True)[1] is None
 
