@@ -136,30 +136,35 @@ class SubmissionRules:
         self.cfg = cfg
         self.cutoff = int(datetime(*cfg.created_before.timetuple()[:3], tzinfo=timezone.utc).timestamp())
         self.per_submission = cfg.score_mode == "per_submission"
+        # Plain attributes: judge() runs for every line of every dump.
+        self.drop_self, self.drop_nsfw, self.min_score = cfg.drop_self_posts, cfg.drop_nsfw, cfg.min_score
         self.blocked_domains, self.blocked_extensions = blocklists(cfg.blocked_domains, cfg.blocked_extensions)
         # The same URL is posted again and again (reposts, crossposts): normalize each raw string once.
         self._seen: dict[str, tuple[str, str] | str] = {}
 
     def judge(self, rec: Any) -> tuple[str | None, str | None, str | None]:
         """(normalized_url, host, None) to keep, or (None, None, reason) to drop."""
-        if not isinstance(rec, dict):
+        if type(rec) is not dict:
             return None, None, "not_an_object"
-        if self.cfg.drop_self_posts and rec.get("is_self"):
+        get = rec.get
+        if self.drop_self and get("is_self"):
             return None, None, "self_post"
-        score = rec.get("score")
-        if not isinstance(score, int) or isinstance(score, bool):
+        score = get("score")
+        if type(score) is not int:  # also refuses bools, which are ints to isinstance
             return None, None, "no_score"
-        if self.per_submission and score < self.cfg.min_score:
+        if self.per_submission and score < self.min_score:
             return None, None, "low_score"
-        created = parse_created(rec.get("created_utc"))
-        if created is None:
-            return None, None, "no_created_utc"
+        created = get("created_utc")
+        if type(created) is not int:
+            created = parse_created(created)
+            if created is None:
+                return None, None, "no_created_utc"
         if created >= self.cutoff:
             return None, None, "after_cutoff"
-        if self.cfg.drop_nsfw and rec.get("over_18"):
+        if self.drop_nsfw and get("over_18"):
             return None, None, "nsfw"
-        raw = rec.get("url")
-        if not isinstance(raw, str) or not raw.strip():
+        raw = get("url")
+        if type(raw) is not str or not raw or raw.isspace():
             return None, None, "no_url"
         seen = self._seen.get(raw)
         if seen is None:
@@ -225,18 +230,23 @@ def harvest_lines(
         if url is None:
             drops[reason] += 1  # type: ignore[index]
             continue
-        sub = rec.get("subreddit")
-        merge_link(
-            links,
-            url,
-            host,
-            rec["score"],
-            rec["score"],
-            1,
-            parse_created(rec["created_utc"]),
-            [str(rec.get("id") or "")],
-            [str(sub) if sub else ""],
-        )
+        score, created, sub = rec["score"], rec["created_utc"], rec.get("subreddit")
+        if type(created) is not int:
+            created = parse_created(created)
+        sid, sub = str(rec.get("id") or ""), (str(sub) if sub else "")
+        agg = links.get(url)
+        if agg is None:  # merge_link's work, inlined for the common first sighting
+            links[url] = {
+                "host": host,
+                "max": score,
+                "sum": score,
+                "n": 1,
+                "created": created,
+                "ids": {sid},
+                "subs": {sub},
+            }
+        else:
+            merge_link(links, url, host, score, score, 1, created, [sid], [sub])
         if spill is not None and len(links) >= max_urls:
             spill(links)
             links = {}
