@@ -11,6 +11,7 @@ import glob
 import gzip
 import hashlib
 import io
+import itertools
 import lzma
 import os
 from collections.abc import Iterator
@@ -73,18 +74,25 @@ class DumpReader:
         self.bytes = 0
 
     def __iter__(self) -> Iterator[bytes]:
+        return itertools.chain.from_iterable(self.batches())
+
+    def batches(self, size_hint: int = 1 << 20) -> Iterator[list[bytes]]:
+        """Lists of lines of about `size_hint` bytes: the per-line cost of a Python generator, paid per batch."""
         with open(self.path, "rb") as f:
             hashing = HashingReader(f)
             stream = io.BufferedReader(_decompressed(self.path, hashing), buffer_size=1 << 20)  # type: ignore[arg-type]
-            try:
-                for line in stream:
-                    self.lines += 1
-                    yield line
-            except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError) as e:
-                raise PipelineError(
-                    f"{self.path}: corrupt or truncated dump after line {self.lines} "
-                    f"(compressed offset ~{hashing.bytes_read}): {e}; re-download it"
-                ) from None
+            while True:
+                try:
+                    batch = stream.readlines(size_hint)
+                except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError) as e:
+                    raise PipelineError(
+                        f"{self.path}: corrupt or truncated dump after line {self.lines} "
+                        f"(compressed offset ~{hashing.bytes_read}): {e}; re-download it"
+                    ) from None
+                if not batch:
+                    break
+                self.lines += len(batch)
+                yield batch
             hashing.drain()
             self.sha256 = hashing.sha256.hexdigest()
             self.bytes = hashing.bytes_read
