@@ -69,7 +69,8 @@ class RayRunner:
             env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
             kwargs: dict[str, Any] = {
                 "address": address,
-                # The dashboard serves Ray's state API, which Ray Train's controller polls, and job submission.
+                # include_dashboard stays at Ray's default (on): the dashboard serves the state API that Ray
+                # Train's controller polls, and job submission.
                 "logging_level": "WARNING",
                 "log_to_driver": True,
                 "runtime_env": {"env_vars": env} if env else None,
