@@ -9,10 +9,13 @@ with a hash bucket) then reduce (one task per bucket: merge the same URL across 
 from __future__ import annotations
 
 import gc
+import itertools
 import re
+import sys
+import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timezone
 from functools import lru_cache
 from importlib import resources
@@ -374,6 +377,24 @@ def links_table(links: dict[str, dict[str, Any]], score_mode: str = "per_submiss
     )
 
 
+PROGRESS_EVERY_S = 30.0
+
+
+def _reporting(reader: DumpReader, name: str) -> Iterator[list[bytes]]:
+    """A month is minutes of work for one task: say how far it got every so often (Ray forwards it to the driver)."""
+    start = last = time.monotonic()
+    for batch in reader.batches():
+        yield batch
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_S:
+            last = now
+            print(
+                f"harvest: {name}: {reader.lines:,} lines, {reader.lines / (now - start):,.0f} lines/s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def map_dump(task: ShardTask) -> dict[str, Any]:
     cfg: HarvestConfig = task.config
     (path,) = task.inputs
@@ -391,8 +412,9 @@ def map_dump(task: ShardTask) -> dict[str, Any]:
         parts.append(part)
         kept += sum(v["n"] for v in links.values())
 
+    lines = itertools.chain.from_iterable(_reporting(reader, Path(path).name))
     rest = harvest_lines(
-        reader, SubmissionRules(cfg), Path(path).name, drops, notes, examples, spill, cfg.max_urls_in_memory
+        lines, SubmissionRules(cfg), Path(path).name, drops, notes, examples, spill, cfg.max_urls_in_memory
     )
     if rest or not parts:
         spill(rest)
