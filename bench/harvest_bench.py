@@ -85,8 +85,10 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     print(json.dumps(result, indent=2))
-    print(f"harvest {o:,.0f} lines/s per core; floor {f:,.0f}; harvest takes {paired:.2f}x the floor's time "
-          "(median of the runs' own ratios)")
+    print(
+        f"harvest {o:,.0f} lines/s per core; floor {f:,.0f}; harvest takes {paired:.2f}x the floor's time "
+        "(median of the runs' own ratios)"
+    )
     return 0
 
 

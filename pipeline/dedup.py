@@ -109,17 +109,14 @@ class UnionFind:
 
 def find_duplicates(sigs: pa.Table, cfg: DedupConfig) -> pa.Table:
     """Pure core: signatures of every document -> the ones to remove, with reason and keeper."""
-    order = sorted(
-        range(sigs.num_rows),
-        key=lambda i: (
-            -(sigs["score"][i].as_py() or 0),
-            sigs["first_created_utc"][i].as_py() or 0,
-            sigs["url_hash"][i].as_py(),
-        ),
-    )
-    ids = [sigs["url_hash"][i].as_py() for i in order]
-    hashes = [sigs["text_hash"][i].as_py() for i in order]
-    minhashes = [sigs["minhash"][i].values.to_numpy() for i in order]
+    # Columns to Python once: per-row scalar access to an Arrow table is slow at millions of rows.
+    score, created, url_hash = (sigs[c].to_pylist() for c in ("score", "first_created_utc", "url_hash"))
+    text_hashes = sigs["text_hash"].to_pylist()
+    order = sorted(range(sigs.num_rows), key=lambda i: (-(score[i] or 0), created[i] or 0, url_hash[i]))
+    ids = [url_hash[i] for i in order]
+    hashes = [text_hashes[i] for i in order]
+    minhash = sigs["minhash"].combine_chunks()
+    minhashes = [minhash[i].values.to_numpy() for i in order]
     removed: dict[str, list[str]] = {"url_hash": [], "reason": [], "duplicate_of": []}
 
     first_of_hash: dict[str, int] = {}

@@ -219,65 +219,52 @@ def harvest_lines(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _harvest_lines(lines, rules, source, drops, notes, examples, spill, max_urls)
+        links: dict[str, dict[str, Any]] = {}
+        parsed = 0
+        for lineno, line in enumerate(lines, start=1):
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                rec = _repair(line)
+                if rec is None:
+                    if not line.strip():
+                        drops["blank_line"] += 1
+                        continue
+                    drops["bad_json"] += 1
+                    if len(examples) < 5:
+                        examples.append(f"{source}:{lineno}: bad JSON ({e})")
+                    continue
+                notes["repaired_utf8"] += 1
+            parsed += 1
+            url, host, reason = rules.judge(rec)
+            if url is None:
+                drops[reason] += 1  # type: ignore[index]
+                continue
+            score, created, sub = rec["score"], rec["created_utc"], rec.get("subreddit")
+            if type(created) is not int:
+                created = parse_created(created)
+            sid, sub = str(rec.get("id") or ""), (str(sub) if sub else "")
+            agg = links.get(url)
+            if agg is None:  # merge_link's work, inlined for the common first sighting
+                links[url] = {
+                    "host": host,
+                    "max": score,
+                    "sum": score,
+                    "n": 1,
+                    "created": created,
+                    "ids": {sid},
+                    "subs": {sub},
+                }
+            else:
+                merge_link(links, url, host, score, score, 1, created, [sid], [sub])
+            if spill is not None and len(links) >= max_urls:
+                spill(links)
+                links = {}
+        notes["parsed"] += parsed
+        return links
     finally:
         if gc_was_enabled:
             gc.enable()
-
-
-def _harvest_lines(
-    lines: Iterable[bytes],
-    rules: SubmissionRules,
-    source: str,
-    drops: Counter,
-    notes: Counter,
-    examples: list[str],
-    spill: Callable[[dict[str, dict[str, Any]]], None] | None,
-    max_urls: int,
-) -> dict[str, dict[str, Any]]:
-    links: dict[str, dict[str, Any]] = {}
-    parsed = 0
-    for lineno, line in enumerate(lines, start=1):
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            rec = _repair(line)
-            if rec is None:
-                if not line.strip():
-                    drops["blank_line"] += 1
-                    continue
-                drops["bad_json"] += 1
-                if len(examples) < 5:
-                    examples.append(f"{source}:{lineno}: bad JSON ({e})")
-                continue
-            notes["repaired_utf8"] += 1
-        parsed += 1
-        url, host, reason = rules.judge(rec)
-        if url is None:
-            drops[reason] += 1  # type: ignore[index]
-            continue
-        score, created, sub = rec["score"], rec["created_utc"], rec.get("subreddit")
-        if type(created) is not int:
-            created = parse_created(created)
-        sid, sub = str(rec.get("id") or ""), (str(sub) if sub else "")
-        agg = links.get(url)
-        if agg is None:  # merge_link's work, inlined for the common first sighting
-            links[url] = {
-                "host": host,
-                "max": score,
-                "sum": score,
-                "n": 1,
-                "created": created,
-                "ids": {sid},
-                "subs": {sub},
-            }
-        else:
-            merge_link(links, url, host, score, score, 1, created, [sid], [sub])
-        if spill is not None and len(links) >= max_urls:
-            spill(links)
-            links = {}
-    notes["parsed"] += parsed
-    return links
 
 
 def _repair(line: bytes) -> Any:
