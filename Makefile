@@ -19,7 +19,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest reddit-api harvest-report
+.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
@@ -67,7 +67,11 @@ harvest-report: venv
 bench: bench-harvest
 
 bench-harvest: venv
-	$(PY) bench/harvest_bench.py
+	$(PY) bench/harvest_bench.py --runs 5
+
+# Instruction counts under valgrind (apt install valgrind): the noise-free cross-check of bench-harvest.
+bench-harvest-instructions: venv
+	$(PY) bench/harvest_instructions.py
 
 clean-demo:
 	rm -rf runs/demo

@@ -22,8 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
@@ -32,7 +34,7 @@ from pipeline.dataset import Dataset, shard_name, write_parquet
 from pipeline.dumps import DumpReader, expand_inputs
 from pipeline.errors import PipelineError
 from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard
-from pipeline.urls import parse_url, registered_domain, url_hash
+from pipeline.urls import parse_url, registered_domain, split_plain, url_hash
 
 MONTHS = re.compile(r"^(\d{4})-(\d{2})\.\.(\d{4})-(\d{2})$")
 FILE_MONTH = re.compile(r"(\d{4})-(\d{2})")
@@ -48,12 +50,13 @@ class HarvestConfig(StageConfig):
     drop_self_posts: bool = True
     drop_nsfw: bool = True  # OpenWebText skipped over_18 submissions; false keeps them
     num_shards: int = Field(16, ge=1, le=100_000)
-    # A map task writes its URLs out in parts of at most this many, so a 40M-line month fits a worker's memory.
-    max_urls_in_memory: int = Field(1_000_000, ge=1)
+    # A map task writes the submissions it keeps out in parts of at most this many, so a 40M-line month fits a
+    # worker's memory (~200 bytes each).
+    max_kept_in_memory: int = Field(1_000_000, ge=1)
     blocked_domains: str | None = None  # a file, one domain per line; None = pipeline/data/blocked_domains.txt
     blocked_extensions: str | None = None  # likewise, pipeline/data/blocked_extensions.txt
 
-    transport_keys = frozenset({"max_urls_in_memory"})  # changes the intermediate parts, not the output
+    transport_keys = frozenset({"max_kept_in_memory"})  # changes the intermediate parts, not the output
 
     @field_validator("months")
     @classmethod
@@ -114,8 +117,8 @@ def domain_blocked(host: str, blocked: frozenset[str]) -> bool:
 
 
 def extension_blocked(path: str, blocked: frozenset[str]) -> bool:
-    last = path.rsplit("/", 1)[-1]
-    return "." in last and last.rsplit(".", 1)[-1].lower() in blocked
+    _, dot, ext = path.rpartition(".")
+    return bool(dot) and "/" not in ext and ext.lower() in blocked
 
 
 def parse_created(value: Any) -> int | None:
@@ -134,6 +137,44 @@ def parse_created(value: Any) -> int | None:
     return None
 
 
+class Submission(msgspec.Struct, gc=False):
+    """The fields the rules read. A 2017 record has ~100 more: the typed decoder skips them without building Python
+    objects, which makes decoding ~2.5x cheaper than a full `orjson.loads` (BENCHMARKS.md). Untyped on purpose:
+    the dumps disagree on types (created_utc as a string, null scores), and the rules decide what is usable."""
+
+    id: Any = None
+    url: Any = None
+    score: Any = None
+    created_utc: Any = None
+    is_self: Any = None
+    over_18: Any = None
+    subreddit: Any = None
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> Submission:
+        return cls(**{f: obj.get(f) for f in cls.__struct_fields__})
+
+
+decode_submission = msgspec.json.Decoder(Submission).decode
+
+
+def parse_slowly(line: bytes) -> tuple[Submission | None, str, str]:
+    """Lines the typed decoder refused: (submission, "repaired_utf8" or "", "") or (None, drop reason, message).
+    A general decoder has the last word, so odd lines are judged exactly as `orjson.loads` sees them."""
+    repaired = ""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:  # invalid bytes in a field we read (seen in real dumps): replace them
+        line, repaired = line.decode("utf-8", errors="replace").encode(), "repaired_utf8"
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        return None, ("bad_json" if line.strip() else "blank_line"), str(e)
+    if type(obj) is not dict:
+        return None, "not_an_object", ""
+    return Submission.of(obj), repaired, ""
+
+
 class SubmissionRules:
     """Decides, per submission, keep (with its normalized URL and host) or drop with a reason."""
 
@@ -144,31 +185,30 @@ class SubmissionRules:
         # Plain attributes: judge() runs for every line of every dump.
         self.drop_self, self.drop_nsfw, self.min_score = cfg.drop_self_posts, cfg.drop_nsfw, cfg.min_score
         self.blocked_domains, self.blocked_extensions = blocklists(cfg.blocked_domains, cfg.blocked_extensions)
-        # The same URL is posted again and again (reposts, crossposts): normalize each raw string once.
+        # The same URL is posted again and again (reposts, crossposts): normalize each raw string once; and a few
+        # thousand hosts carry most links: decide each host once.
         self._seen: dict[str, tuple[str, str] | str] = {}
+        self._hosts: dict[str, bool] = {}
 
-    def judge(self, rec: Any) -> tuple[str | None, str | None, str | None]:
+    def judge(self, rec: Submission) -> tuple[str | None, str | None, str | None]:
         """(normalized_url, host, None) to keep, or (None, None, reason) to drop."""
-        if type(rec) is not dict:
-            return None, None, "not_an_object"
-        get = rec.get
-        if self.drop_self and get("is_self"):
+        if self.drop_self and rec.is_self:
             return None, None, "self_post"
-        score = get("score")
+        score = rec.score
         if type(score) is not int:  # also refuses bools, which are ints to isinstance
             return None, None, "no_score"
         if self.per_submission and score < self.min_score:
             return None, None, "low_score"
-        created = get("created_utc")
+        created = rec.created_utc
         if type(created) is not int:
             created = parse_created(created)
             if created is None:
                 return None, None, "no_created_utc"
         if created >= self.cutoff:
             return None, None, "after_cutoff"
-        if self.drop_nsfw and get("over_18"):
+        if self.drop_nsfw and rec.over_18:
             return None, None, "nsfw"
-        raw = get("url")
+        raw = rec.url
         if type(raw) is not str or not raw or raw.isspace():
             return None, None, "no_url"
         seen = self._seen.get(raw)
@@ -176,30 +216,67 @@ class SubmissionRules:
             seen = self._classify(raw)
             if len(self._seen) > 2_000_000:  # bound memory on a 40M-line month
                 self._seen.clear()
+                self._hosts.clear()
             self._seen[raw] = seen
         if isinstance(seen, str):
             return None, None, seen
         return seen[0], seen[1], None
 
+    def _host_blocked(self, host: str) -> bool:
+        blocked = self._hosts.get(host)
+        if blocked is None:
+            blocked = self._hosts[host] = domain_blocked(host, self.blocked_domains)
+        return blocked
+
     def _classify(self, raw: str) -> tuple[str, str] | str:
+        plain = split_plain(raw)
+        if plain is not None:  # already normal: no parse needed
+            url, host, path = plain
+            if self._host_blocked(host):
+                return "blocked_domain"
+            if extension_blocked(path, self.blocked_extensions):
+                return "blocked_extension"
+            return url, host
         # Most media links are decided by their host alone: look at it before paying for a full parse.
         rough = ""
         if raw[:8].lower().startswith(("http://", "https://")):
             rough = raw.split("/", 3)[2].rpartition("@")[2].partition(":")[0].lower()
-            if domain_blocked(rough, self.blocked_domains):
+            if self._host_blocked(rough):
                 return "blocked_domain"
         try:
             u = parse_url(raw)
             if u is None:
                 return "not_http_url"
             host = (u.raw_host or "").lower()
-            if host != rough and domain_blocked(host, self.blocked_domains):
+            if host != rough and self._host_blocked(host):
                 return "blocked_domain"
             if extension_blocked(u.raw_path, self.blocked_extensions):
                 return "blocked_extension"
             return str(u), host
-        except ValueError:  # yarl validates ports and hosts lazily
+        except ValueError:  # yarl validates lazily: a bad port or host surfaces on use
             return "not_http_url"
+
+
+class Sightings:
+    """Kept submissions as columns, one entry per submission. Appending is the only per-line work; merging the
+    sightings of one URL happens once per part, in Arrow (`map_table`), instead of per line in Python."""
+
+    __slots__ = ("url", "host", "score", "created", "id", "subreddit")
+
+    def __init__(self) -> None:
+        self.url: list[str] = []
+        self.host: list[str] = []
+        self.score: list[int] = []
+        self.created: list[int] = []
+        self.id: list[str | None] = []
+        self.subreddit: list[str | None] = []
+
+    def __len__(self) -> int:
+        return len(self.url)
+
+    def clear(self) -> None:  # in place: harvest_lines holds the lists' bound append methods
+        for column in self.url, self.host, self.score, self.created, self.id, self.subreddit:
+            column.clear()
 
 
 def harvest_lines(
@@ -209,70 +286,54 @@ def harvest_lines(
     drops: Counter,
     notes: Counter,
     examples: list[str],
-    spill: Callable[[dict[str, dict[str, Any]]], None] | None = None,
-    max_urls: int = 0,
-) -> dict[str, dict[str, Any]]:
-    """Pure core: lines -> {url: aggregate}. Bad lines are counted, the first few named. With `spill`, every time
-    `max_urls` URLs are held they are handed to it and forgotten (the reduce merges the parts)."""
-    # The aggregates are acyclic dicts and sets, freed by reference counting: the cyclic collector would only
-    # rescan the growing heap again and again (about 8% of the time on a million lines).
+    spill: Callable[[Sightings], None] | None = None,
+    max_sightings: int = 0,
+) -> Sightings:
+    """Pure core: lines -> the kept submissions. Bad lines are counted, the first few named. With `spill`, every
+    time `max_sightings` are held they are handed to it and forgotten (the reduce merges the parts)."""
+    # No reference cycles are made here, yet the cyclic collector would keep rescanning the growing URL cache.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        links: dict[str, dict[str, Any]] = {}
+        kept = Sightings()
+        # Bound methods in locals: this loop runs once per line of every dump.
+        add_url, add_host, add_score = kept.url.append, kept.host.append, kept.score.append
+        add_created, add_id, add_sub = kept.created.append, kept.id.append, kept.subreddit.append
+        judge = rules.judge
         parsed = 0
         for lineno, line in enumerate(lines, start=1):
             try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                rec = _repair(line)
+                rec = decode_submission(line)
+            except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError too
+                rec, note, message = parse_slowly(line)
                 if rec is None:
-                    if not line.strip():
-                        drops["blank_line"] += 1
-                        continue
-                    drops["bad_json"] += 1
-                    if len(examples) < 5:
-                        examples.append(f"{source}:{lineno}: bad JSON ({e})")
+                    drops[note] += 1
+                    parsed += note == "not_an_object"  # valid JSON, only not a submission
+                    if note == "bad_json" and len(examples) < 5:
+                        examples.append(f"{source}:{lineno}: bad JSON ({message})")
                     continue
-                notes["repaired_utf8"] += 1
+                if note:
+                    notes[note] += 1
             parsed += 1
-            url, host, reason = rules.judge(rec)
+            url, host, reason = judge(rec)
             if url is None:
                 drops[reason] += 1  # type: ignore[index]
                 continue
-            score, created, sub = rec["score"], rec["created_utc"], rec.get("subreddit")
-            if type(created) is not int:
-                created = parse_created(created)
-            sid, sub = str(rec.get("id") or ""), (str(sub) if sub else "")
-            agg = links.get(url)
-            if agg is None:  # merge_link's work, inlined for the common first sighting
-                links[url] = {
-                    "host": host,
-                    "max": score,
-                    "sum": score,
-                    "n": 1,
-                    "created": created,
-                    "ids": {sid},
-                    "subs": {sub},
-                }
-            else:
-                merge_link(links, url, host, score, score, 1, created, [sid], [sub])
-            if spill is not None and len(links) >= max_urls:
-                spill(links)
-                links = {}
+            created, sid, sub = rec.created_utc, rec.id, rec.subreddit
+            add_url(url)
+            add_host(host)
+            add_score(rec.score)
+            add_created(created if type(created) is int else parse_created(created))
+            add_id(str(sid) if sid else None)
+            add_sub(str(sub) if sub else None)
+            if spill is not None and len(kept.url) >= max_sightings:
+                spill(kept)
+                kept.clear()
         notes["parsed"] += parsed
-        return links
+        return kept
     finally:
         if gc_was_enabled:
             gc.enable()
-
-
-def _repair(line: bytes) -> Any:
-    """Lines with invalid UTF-8 bytes (seen in real dumps): parse with the bad bytes replaced."""
-    try:
-        return orjson.loads(line.decode("utf-8", errors="replace"))
-    except orjson.JSONDecodeError:
-        return None
 
 
 def merge_link(
@@ -324,24 +385,43 @@ def bucket_of(url: str, num_shards: int) -> int:
     return zlib.crc32(url.encode()) % num_shards
 
 
-def map_table(links: dict[str, dict[str, Any]], num_shards: int) -> pa.Table:
+_DISTINCT = pc.CountOptions(mode="only_valid")  # missing ids and subreddits are nulls: leave them out of the lists
+
+
+def map_table(kept: Sightings, num_shards: int) -> pa.Table:
+    """One row per URL of a map part: its sightings merged, tagged with its reduce bucket."""
+    sightings = pa.table(
+        {
+            "url": pa.array(kept.url, pa.string()),
+            "domain": pa.array(kept.host, pa.string()),
+            "score": pa.array(kept.score, pa.int64()),
+            "created": pa.array(kept.created, pa.int64()),
+            "id": pa.array(kept.id, pa.string()),
+            "subreddit": pa.array(kept.subreddit, pa.string()),
+        }
+    )
+    merged = sightings.group_by("url", use_threads=False).aggregate(
+        [
+            ("domain", "min"),  # one host per normalized URL; min just picks it
+            ("score", "max"),
+            ("score", "sum"),
+            ("score", "count"),
+            ("created", "min"),
+            ("id", "distinct", _DISTINCT),
+            ("subreddit", "distinct", _DISTINCT),
+        ]
+    )
+    buckets = pa.array([bucket_of(u, num_shards) for u in merged.column("url").to_pylist()], pa.int32())
     # Sorted by (bucket, url): each bucket is a contiguous run of row groups, so a reduce task's
     # `bucket == b` filter skips the other buckets' row groups by their statistics instead of reading them.
-    keyed = sorted((bucket_of(u, num_shards), u) for u in links)
-    urls = [u for _, u in keyed]
-    return pa.table(
-        {
-            "url": urls,
-            "domain": [links[u]["host"] for u in urls],
-            "score_max": [links[u]["max"] for u in urls],
-            "score_sum": [links[u]["sum"] for u in urls],
-            "n_submissions": [links[u]["n"] for u in urls],
-            "first_created_utc": [links[u]["created"] for u in urls],
-            "submission_ids": _lists(links, urls, "ids"),
-            "subreddits": _lists(links, urls, "subs"),
-            "bucket": [b for b, _ in keyed],
-        },
-        schema=MAP_SCHEMA,
+    return (
+        pa.table(
+            [merged.column(c) for c in ("url", "domain_min", "score_max", "score_sum", "score_count", "created_min")]
+            + [merged.column("id_distinct"), merged.column("subreddit_distinct"), buckets],
+            schema=MAP_SCHEMA,
+        )
+        .sort_by([("bucket", "ascending"), ("url", "ascending")])
+        .combine_chunks()
     )
 
 
@@ -392,16 +472,16 @@ def map_dump(task: ShardTask) -> dict[str, Any]:
     parts: list[Path] = []
     kept = 0
 
-    def spill(links: dict[str, dict[str, Any]]) -> None:
+    def spill(sightings: Sightings) -> None:
         nonlocal kept
         part = Path(task.output) / "_map" / f"{task.name}.{len(parts):04d}.parquet"
-        write_parquet(map_table(links, cfg.num_shards), part)
+        write_parquet(map_table(sightings, cfg.num_shards), part)
         parts.append(part)
-        kept += sum(v["n"] for v in links.values())
+        kept += len(sightings)
 
     lines = itertools.chain.from_iterable(_reporting(reader, Path(path).name))
     rest = harvest_lines(
-        lines, SubmissionRules(cfg), Path(path).name, drops, notes, examples, spill, cfg.max_urls_in_memory
+        lines, SubmissionRules(cfg), Path(path).name, drops, notes, examples, spill, cfg.max_kept_in_memory
     )
     if rest or not parts:
         spill(rest)

@@ -8,6 +8,7 @@ query sorted. Registered domains come from tldextract's bundled public-suffix sn
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -22,6 +23,39 @@ def tracking_params() -> tuple[frozenset[str], tuple[str, ...]]:
     text = resources.files("pipeline.data").joinpath("tracking_params.txt").read_text()
     names = [s.strip().lower() for s in text.splitlines() if s.strip() and not s.startswith("#")]
     return frozenset(n for n in names if not n.endswith("*")), tuple(n[:-1] for n in names if n.endswith("*"))
+
+
+# Most links need no general parser: http(s), a lowercase ASCII host without port or userinfo, a path of unreserved
+# characters and sub-delimiters only (no percent-escapes, no dot segments), and at most a query of plain key=value
+# pairs. Those are normalized here (fragment and tracking parameters dropped, query sorted) in ~2 µs instead of
+# yarl's ~15; tests check that the result equals yarl's normalization for every URL of that shape.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_PAIR = r"[A-Za-z0-9\-._~]+=[A-Za-z0-9\-._~]*"
+_PLAIN = re.compile(
+    rf"(https?://({_LABEL}(?:\.{_LABEL})*)(/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?)(?:\?({_PAIR}(?:&{_PAIR})*))?",
+    re.ASCII,
+)
+
+
+def split_plain(url: str) -> tuple[str, str, str] | None:
+    """(normalized url, host, path) when `url` has the plain shape above, else None."""
+    m = _PLAIN.fullmatch(url.partition("#")[0])
+    if m is None or "/." in m[1]:  # "/." also catches dot segments; "/.well-known" merely takes the slow path
+        return None
+    base, host, path, query = m.groups()
+    if query is None:
+        return base, host, path or ""
+    if path is None:  # yarl writes "http://a.com?q" as "http://a.com/?q": leave that to it
+        return None
+    exact, prefixes = tracking_params()
+    kept = []
+    for pair in query.split("&"):
+        key = pair.partition("=")[0].lower()
+        if key not in exact and not key.startswith(prefixes):
+            kept.append(tuple(pair.split("=", 1)))
+    if not kept:
+        return base, host, path
+    return base + "?" + "&".join(f"{k}={v}" for k, v in sorted(kept)), host, path
 
 
 def parse_url(url: str) -> yarl.URL | None:
@@ -43,6 +77,11 @@ def parse_url(url: str) -> yarl.URL | None:
 
 
 def normalize_url(url: str) -> str | None:
+    plain = split_plain(url)
+    return plain[0] if plain is not None else normalize_by_parsing(url)
+
+
+def normalize_by_parsing(url: str) -> str | None:
     try:
         u = parse_url(url)
         return str(u) if u is not None else None

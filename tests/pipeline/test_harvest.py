@@ -9,7 +9,15 @@ import pytest
 import zstandard
 
 from pipeline.errors import PipelineError
-from pipeline.harvest import HarvestConfig, SubmissionRules, harvest_lines, read_links, run
+from pipeline.harvest import (
+    HarvestConfig,
+    Submission,
+    SubmissionRules,
+    harvest_lines,
+    map_table,
+    read_links,
+    run,
+)
 from pipeline.runner import LocalRunner
 from pipeline.urls import normalize_url
 
@@ -26,7 +34,7 @@ BASE = {
 
 def judge(cfg=None, **kw):
     cfg = cfg or HarvestConfig(input=["x"], output="o")
-    url, _host, reason = SubmissionRules(cfg).judge(BASE | kw)
+    url, _host, reason = SubmissionRules(cfg).judge(Submission.of(BASE | kw))
     return url, reason
 
 
@@ -68,17 +76,22 @@ def test_bad_lines_counted_and_named_and_bad_bytes_repaired():
         b"[1, 2]",
         b"",
         BASE | {"id": "a2", "score": 50, "url": BASE["url"] + "?utm_source=x#top"},
-        json.dumps(BASE | {"id": "a3", "title": "caf\u00e9"}).encode().replace(b"\\u00e9", b"\xe9"),
+        json.dumps(BASE | {"id": "a3", "subreddit": "caf\u00e9"}).encode().replace(b"\\u00e9", b"\xe9"),
+        # A bad byte in a field the rules never read needs no repair: the typed decoder skips that field.
+        json.dumps(BASE | {"id": "a4", "title": "caf\u00e9"}).encode().replace(b"\\u00e9", b"\xe9"),
+        b'{"score": 1e400}',  # valid JSON to some decoders, not to orjson: judged as orjson sees it
     )
     drops, notes, examples = Counter(), Counter(), []
-    links = harvest_lines(
+    kept = harvest_lines(
         lines, SubmissionRules(HarvestConfig(input=["x"], output="o")), "RS_x.json", drops, notes, examples
     )
-    assert drops == {"bad_json": 1, "not_an_object": 1, "blank_line": 1}
-    assert examples[0].startswith("RS_x.json:2: bad JSON")
-    assert notes == {"parsed": 4, "repaired_utf8": 1}
-    (agg,) = links.values()
-    assert agg["max"] == 50 and agg["sum"] == 60 and agg["n"] == 3 and agg["ids"] == {"a1", "a2", "a3"}
+    assert drops == {"bad_json": 2, "not_an_object": 1, "blank_line": 1}
+    assert examples[0].startswith("RS_x.json:2: bad JSON") and examples[1].startswith("RS_x.json:8: bad JSON")
+    assert notes == {"parsed": 5, "repaired_utf8": 1}
+    (row,) = map_table(kept, 4).to_pylist()
+    assert (row["score_max"], row["score_sum"], row["n_submissions"]) == (50, 65, 4)
+    assert sorted(row["submission_ids"]) == ["a1", "a2", "a3", "a4"]
+    assert sorted(row["subreddits"]) == ["caf\ufffd", "news"]
 
 
 def write_dump(path: Path, recs) -> Path:
@@ -161,7 +174,7 @@ def test_real_dumps_match_an_independent_count(tmp_path, shared):
     qualifying = [r for r in records if r["score"] >= 3 and not r["is_self"]]
     assert len(qualifying) == 83 + 757
     rules = SubmissionRules(HarvestConfig(input=["x"], output="o"))
-    expected = {normalize_url(r["url"]) for r in qualifying if rules.judge(r)[2] is None}
+    expected = {normalize_url(r["url"]) for r in qualifying if rules.judge(Submission.of(r))[2] is None}
     links = read_links(tmp_path / "links")
     assert sorted(links.column("url").to_pylist()) == sorted(expected)
     assert m["rows_out"] == len(expected)
@@ -220,7 +233,7 @@ def test_domain_report_against_webtext(tmp_path, shared):
 def test_bounded_memory_parts_give_the_same_links(tmp_path, shared):
     whole = run(HarvestConfig(input=[str(shared / "reddit")], output=str(tmp_path / "a"), num_shards=3), LocalRunner())
     parts = run(
-        HarvestConfig(input=[str(shared / "reddit")], output=str(tmp_path / "b"), num_shards=3, max_urls_in_memory=50),
+        HarvestConfig(input=[str(shared / "reddit")], output=str(tmp_path / "b"), num_shards=3, max_kept_in_memory=50),
         LocalRunner(),
     )
     assert len(list((tmp_path / "b" / "_map").glob("*.parquet"))) > 10  # the big month went out in many parts
