@@ -33,7 +33,11 @@ def configs(world: Path, run_dir: Path, proxy: str) -> dict:
         elif name == "manifest":
             cfgs[name] = cls(input=str(run_dir / "tokens"), output=str(run_dir / "manifests"), name="e2e")
         else:
-            extra = {"proxy": proxy, "retries": 1} if name == "fetch" else {}
+            extra = (
+                {"proxy": proxy, "retries": 1, "allow_networks": ["127.0.0.1/32"], "min_host_delay_s": 0.0}
+                if name == "fetch"
+                else {}
+            )
             extra |= {"val_fraction": 0.2} if name == "tokenize" else {}
             cfgs[name] = cls(input=str(run_dir / prev), output=str(run_dir / paths[name]), **extra)
         prev = paths.get(name)

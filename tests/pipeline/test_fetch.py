@@ -1,6 +1,9 @@
 import gzip
 import json
+import socket
+import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -67,10 +70,14 @@ def live_site():
     httpd.shutdown()
 
 
+# The tests' sites live on loopback, which the fetcher refuses unless allowed; no politeness delay against them.
+LOOPBACK = {"allow_networks": ["127.0.0.1/32"], "min_host_delay_s": 0.0}
+
+
 def run_shard(tmp_path, urls, **cfg):
     p = links_shard(tmp_path, urls)
     out = tmp_path / "fetched"
-    config = FetchConfig(input=str(p.parent), output=str(out), **({"retries": 2} | cfg))
+    config = FetchConfig(input=str(p.parent), output=str(out), **(LOOPBACK | {"retries": 2} | cfg))
     rec = fetch_shard(ShardTask(shard_name(0), [str(p)], str(out), config))
     index = {r["url"]: r for r in read_parquet(out / f"{shard_name(0)}.parquet").to_pylist()}
     return rec, index, out
@@ -87,7 +94,7 @@ def test_retries_redirects_truncation_and_wire_encoding(tmp_path, live_site):
     assert b"compressed page" in gz.body  # stored as sent (gzip), decoded on read
     assert rec["rows_in"] == 5 and rec["rows_out"] == 5
     # Ordinary WARC: warcio reads every record, request/response pairs, truncation flagged.
-    with open(out / "warc" / f"{shard_name(0)}.warc.gz", "rb") as f:
+    with open(out / "warc" / f"{shard_name(0)}.00000.warc.gz", "rb") as f:
         records = list((r.rec_type, r.rec_headers.get_header("WARC-Truncated")) for r in ArchiveIterator(f))
     assert [t for t, _ in records] == ["request", "response"] * 5
     assert ("response", "length") in records
@@ -137,3 +144,240 @@ def test_index_schema_keeps_links_columns(tmp_path, live_site):
     assert t.schema.names[: len(LINK_SCHEMA)] == LINK_SCHEMA.names
     assert t.schema.field("warc_offset").type == pa.int64()
     assert Dataset(out).done_record(shard_name(0)) is not None
+
+
+class Faults(BaseHTTPRequestHandler):
+    """Everything the web throws at a crawler, one path each."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        path, port = self.path, self.server.server_address[1]
+        if path == "/robots.txt":
+            return self._send(200, b"User-agent: *\nDisallow: /private\n", "text/plain")
+        if path == "/drip":  # headers at once, then a byte every 0.5 s, forever: only a deadline ends it
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(200):
+                try:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.5)
+            return
+        if path == "/slow-headers":  # a header line every 0.5 s: each recv is within the read timeout
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for i in range(200):
+                try:
+                    self.wfile.write(f"X-Slow-{i}: y\r\n".encode())
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.5)
+            return
+        if path == "/hang":  # nothing at all after the request: the read timeout
+            time.sleep(5)
+            return
+        if path == "/reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        if path.startswith("/status/"):
+            code = int(path.rsplit("/", 1)[1])
+            return self._send(code, b"<html>status</html>", "text/html")
+        if path == "/429-short":
+            Faults.hits[path] = Faults.hits.get(path, 0) + 1
+            if Faults.hits[path] == 1:
+                return self._send(429, b"slow down", "text/html", [("Retry-After", "1")])
+            return self._send(200, b"<html><body>after waiting</body></html>", "text/html")
+        if path == "/429-long":
+            return self._send(429, b"slow down", "text/html", [("Retry-After", "3600")])
+        if path == "/loop":
+            return self._send(302, b"", "text/html", [("Location", "/loop2")])
+        if path == "/loop2":
+            return self._send(302, b"", "text/html", [("Location", "/loop")])
+        if path.startswith("/chain/"):
+            n = int(path.rsplit("/", 1)[1])
+            return self._send(302, b"", "text/html", [("Location", f"/chain/{n + 1}")])
+        if path == "/to-private":  # loopback is allowed for the test, 127.0.0.2 is not
+            return self._send(302, b"", "text/html", [("Location", f"http://127.0.0.2:{port}/ok")])
+        if path == "/to-metadata":
+            return self._send(302, b"", "text/html", [("Location", "http://169.254.169.254/latest/meta-data/")])
+        if path == "/huge":
+            return self._send(200, b"<html><body>" + b"y" * 3_000_000 + b"</body></html>", "text/html")
+        if path == "/bomb":
+            return self._send(200, BOMB, "text/html", [("Content-Encoding", "gzip")])
+        if path == "/latin1-meta":
+            body = '<html><head><meta charset="iso-8859-1"></head><body>caf\u00e9</body></html>'.encode("latin-1")
+            return self._send(200, body, "text/html")
+        if path == "/latin1-none":
+            body = LATIN1_PAGE.encode("latin-1")
+            return self._send(200, body, "text/html")
+        if path == "/pdf":
+            return self._send(200, b"%PDF-1.4 ...", "application/pdf")
+        if path == "/private/page":
+            return self._send(200, b"<html>secret</html>", "text/html")
+        if path == "/bad-headers":  # parsed as far as it goes: no Content-Type survives, so not_html
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type text/html no colon\r\n\x00\x01garbage\r\n\r\n<html>x</html>"
+            )
+            self.close_connection = True
+            return
+        if path == "/many-headers":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n")
+            self.close_connection = True
+            return
+        if path == "/bad-status":
+            self.wfile.write(b"HTTP/1.1 TWO HUNDRED\r\n\r\n")
+            self.close_connection = True
+            return
+        return self._send(200, b"<html><body><p>ok</p></body></html>", "text/html; charset=utf-8")
+
+    def _send(self, status, body, ctype, extra=()):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        for k, v in extra:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass
+
+    hits: dict[str, int] = {}
+
+
+LATIN1_PAGE = (
+    "<html><body>" + "Les enfants jouaient dans le jardin pendant que leurs parents pr\u00e9paraient le d\u00eener. "
+    "\u00c0 la fin de la soir\u00e9e, tout le monde \u00e9tait fatigu\u00e9 mais heureux. " * 3 + "</body></html>"
+)
+BOMB = gzip.compress(b"\0" * 50_000_000, compresslevel=9)  # ~50 KB on the wire, 50 MB inflated
+
+
+@pytest.fixture()
+def fault_site():
+    Faults.hits = {}
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Faults)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+EXPECTED = {
+    "/drip": "deadline",
+    "/slow-headers": "deadline",
+    "/hang": "read_timeout",
+    "/reset": "connection_reset",
+    "/status/404": "http_404",
+    "/status/410": "http_410",
+    "/status/500": "http_500",
+    "/status/503": "http_503",
+    "/429-short": None,
+    "/429-long": "http_429",
+    "/loop": "redirect_loop",
+    "/chain/0": "too_many_redirects",
+    "/to-private": "blocked_address",
+    "/to-metadata": "blocked_address",
+    "/huge": None,
+    "/bomb": "decompression_bomb",
+    "/latin1-meta": None,
+    "/latin1-none": None,
+    "/pdf": "not_html",
+    "/private/page": "robots_disallowed",
+    "/bad-headers": "not_html",
+    "/many-headers": "bad_response",
+    "/bad-status": "bad_response",
+    "/fine": None,
+}
+
+
+def test_every_fault_ends_classified_within_its_deadline(tmp_path, fault_site):
+    urls = [fault_site + p for p in EXPECTED]
+    started = time.monotonic()
+    rec, index, out = run_shard(
+        tmp_path, urls, retries=1, read_timeout_s=1.0, deadline_s=3.0, max_bytes=1_000_000, threads=len(urls)
+    )
+    took = time.monotonic() - started
+    got = {u[len(fault_site) :]: r["error"] for u, r in index.items()}
+    assert got == EXPECTED
+    assert took < 15  # every URL in parallel; none held past its deadline (3 s) plus retries and backoff
+    huge = index[fault_site + "/huge"]
+    assert huge["truncated"] and huge["bytes"] == 1_000_000
+    assert index[fault_site + "/latin1-meta"]["charset"] == "iso-8859-1"
+    latin1 = index[fault_site + "/latin1-none"]  # no charset anywhere: detected, and it must decode the page
+    stored = read_response_at(out / latin1["warc_file"], latin1["warc_offset"]).body
+    assert stored.decode(latin1["charset"]) == LATIN1_PAGE
+    assert index[fault_site + "/fine"]["charset"] == "utf-8"
+    assert index[fault_site + "/chain/0"]["redirects"] == 6
+    assert index[fault_site + "/pdf"]["warc_file"] is not None and index[fault_site + "/pdf"]["bytes"] == 0
+    assert Faults.hits["/429-short"] == 2  # retried after its Retry-After
+    assert rec["rows_out"] == sum(1 for e in EXPECTED.values() if e is None)
+    assert sum(rec["drops"].values()) + rec["rows_out"] == rec["rows_in"] == len(EXPECTED)
+
+
+def test_names_that_resolve_to_private_addresses_are_refused(tmp_path, fault_site):
+    port = fault_site.rsplit(":", 1)[1]
+    # "localhost" resolves to loopback: refused by default, like any private address, even on the first hop.
+    _, index, _ = run_shard(tmp_path, [f"http://localhost:{port}/fine"], allow_networks=[])
+    assert index[f"http://localhost:{port}/fine"]["error"] == "blocked_address"
+
+
+def test_robots_can_be_ignored_with_a_warning(tmp_path, fault_site):
+    with pytest.warns(UserWarning, match="robots.txt is ignored"):
+        _, index, _ = run_shard(tmp_path, [fault_site + "/private/page"], obey_robots=False)
+    assert index[fault_site + "/private/page"]["error"] is None
+
+
+def test_politeness_spaces_requests_to_one_host(tmp_path, fault_site):
+    urls = [f"{fault_site}/fine?n={i}" for i in range(5)]
+    started = time.monotonic()
+    _, index, _ = run_shard(tmp_path, urls, min_host_delay_s=0.4, max_per_host=1, threads=5)
+    assert all(r["error"] is None for r in index.values())
+    assert time.monotonic() - started >= 0.4 * 5  # robots.txt + 5 pages, each start 0.4 s after the last
+
+
+def test_a_killed_task_resumes_from_its_committed_segments(tmp_path, fault_site):
+    urls = [f"{fault_site}/fine?n={i}" for i in range(7)]
+    p = links_shard(tmp_path, urls)
+    out = tmp_path / "fetched"
+    cfg = FetchConfig(input=str(p.parent), output=str(out), segment_urls=3, **LOOPBACK)
+    task = ShardTask(shard_name(0), [str(p)], str(out), cfg, {"input_fingerprint": "v1"})
+    # A first run that dies after two committed segments (6 URLs), with a half-written third WARC file left over.
+    from pipeline import fetch as fetch_module
+
+    real_commit = fetch_module.Segments.commit
+    calls = []
+
+    def dying_commit(self, rows):
+        if len(calls) == 2:
+            (out / "warc" / f"{shard_name(0)}.{self.next:05d}.warc.gz").write_bytes(b"half a record")
+            raise KeyboardInterrupt("killed")
+        calls.append(len(rows))
+        real_commit(self, rows)
+
+    fetch_module.Segments.commit = dying_commit
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fetch_shard(task)
+    finally:
+        fetch_module.Segments.commit = real_commit
+    assert calls == [3, 3] and Dataset(out).done_record(shard_name(0)) is None
+    rec = fetch_shard(task)
+    assert rec["resumed_with"] == 6 and rec["rows_out"] == 7
+    index = read_parquet(out / f"{shard_name(0)}.parquet").to_pylist()
+    assert [r["url"] for r in index] == urls  # links order, each once
+    warcs = sorted((out / "warc").glob("*.warc.gz"))
+    assert [w.name.split(".")[1] for w in warcs] == ["00000", "00001", "00002"]
+    responses = [r for w in warcs for r in iter_responses(w)]
+    assert sorted(r.url for r in responses) == sorted(urls)  # nothing lost, nothing twice
+    for r in index:
+        assert read_response_at(out / r["warc_file"], r["warc_offset"]).url == r["url"]
