@@ -64,9 +64,10 @@ class FetchConfig(StageConfig):
     allow_networks: list[str] = []  # non-public networks to allow, e.g. ["127.0.0.1/32"] for a loopback server
     user_agent: str = f"owt-pipeline/{__version__} (research crawler for an open WebText replication)"
     proxy: str | None = None  # e.g. the replay server, http://127.0.0.1:PORT
+    ca_bundle: str | None = None  # CA certificates to trust instead of certifi's (the replay server's CA)
     segment_urls: int = Field(500, ge=1)  # results per committed segment: what a crash can cost at most
 
-    transport_keys = frozenset({"threads", "proxy", "segment_urls"})
+    transport_keys = frozenset({"threads", "proxy", "ca_bundle", "segment_urls"})
 
 
 FETCH_COLUMNS = [
@@ -122,7 +123,7 @@ def error_class(e: BaseException) -> str:
     queue, seen = [e], set()
     while queue:
         e = queue.pop(0)
-        if e is None or id(e) in seen:
+        if not isinstance(e, BaseException) or id(e) in seen:  # ssl errors have a string `reason`
             continue
         seen.add(id(e))
         if isinstance(e, BlockedAddress):
@@ -150,6 +151,8 @@ def classify(e: BaseException) -> str:
     deep = error_class(e)
     if deep:
         return deep
+    if isinstance(e, requests.exceptions.SSLError):
+        return "tls_error"
     if isinstance(e, requests.exceptions.ConnectTimeout):
         return "connect_timeout"
     if isinstance(e, requests.exceptions.Timeout):
@@ -201,6 +204,8 @@ class Fetcher:
             s.mount("https://", adapter)
             if self.cfg.proxy:
                 s.proxies = {"http": self.cfg.proxy, "https": self.cfg.proxy}
+            if self.cfg.ca_bundle:
+                s.verify = self.cfg.ca_bundle
             s.trust_env = False  # no proxies or .netrc credentials from the environment
             self.local.session = s
         return s

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,20 @@ def iter_responses(path: str | Path) -> Iterator[Response]:
         for record in ArchiveIterator(f):
             if record.rec_type == "response":
                 yield _response(record)
+
+
+def write_pages_warc(pages: Iterable[tuple[str, bytes]], path: str | Path) -> int:
+    """Pages (url, HTML bytes) as 200 text/html responses in one WARC file: a web the replay server can serve."""
+    from pipeline.dataset import atomic_path
+
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        writer = WarcShardWriter(f)
+        for url, body in pages:
+            headers = [("Content-Type", "text/html; charset=utf-8")]
+            writer.write_pair(url, [("User-Agent", "owt-pipeline")], "200 OK", headers, body, False)
+            n += 1
+    return n
 
 
 class WarcShardWriter:
