@@ -19,14 +19,14 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions reddit-api harvest-report
+.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
 	@echo "make test    - the test suite"
 	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
 	@echo "make lint    - ruff"
-	@echo "make bench   - benchmarks (bench-harvest); figures go to BENCHMARKS.md"
+	@echo "make bench   - benchmarks (bench-harvest, bench-fetch); figures go to BENCHMARKS.md"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,7 +64,7 @@ WEBTEXT_DOMAINS ?= ../shared/data/webtext-domains/domains.txt
 harvest-report: venv
 	$(PY) -m pipeline harvest-report $(LINKS) --webtext $(WEBTEXT_DOMAINS)
 
-bench: bench-harvest
+bench: bench-harvest bench-fetch
 
 bench-harvest: venv
 	$(PY) bench/harvest_bench.py --runs 5
@@ -72,6 +72,9 @@ bench-harvest: venv
 # Instruction counts under valgrind (apt install valgrind): the noise-free cross-check of bench-harvest.
 bench-harvest-instructions: venv
 	$(PY) bench/harvest_instructions.py
+
+bench-fetch: venv
+	$(PY) bench/fetch_bench.py --runs 3
 
 clean-demo:
 	rm -rf runs/demo

@@ -59,31 +59,40 @@ class Robots:
 
 
 class HostGate:
-    """At most `max_per_host` requests in flight per host, started at least `min_delay_s` apart."""
+    """At most `max_per_host` requests in flight per host, started at least `min_delay_s` apart. One condition per
+    host, so a release wakes only the threads waiting for that host."""
 
     def __init__(self, max_per_host: int, min_delay_s: float):
         self.max_per_host, self.min_delay_s = max_per_host, min_delay_s
-        self.cond = threading.Condition()
-        self.active: dict[str, int] = {}
-        self.next_start: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.hosts: dict[str, list] = {}  # host -> [condition, requests in flight, earliest next start, waiters]
 
-    def acquire(self, host: str, delay_s: float = 0.0) -> None:
-        with self.cond:
+    def acquire(self, host: str, delay_s: float = 0.0, spaced: bool = True) -> None:
+        """Wait for a turn at `host`; `spaced=False` (robots.txt) waits for a slot but not for the spacing, and
+        does not delay the next request."""
+        with self.lock:
+            state = self.hosts.setdefault(host, [threading.Condition(self.lock), 0, 0.0, 0])
+            cond = state[0]
+            state[3] += 1
             while True:
                 now = time.monotonic()
-                wait = self.next_start.get(host, 0.0) - now
-                if self.active.get(host, 0) < self.max_per_host and wait <= 0:
-                    self.active[host] = self.active.get(host, 0) + 1
-                    self.next_start[host] = now + max(self.min_delay_s, delay_s)
+                wait = state[2] - now
+                if state[1] < self.max_per_host and (wait <= 0 or not spaced):
+                    state[1] += 1
+                    if spaced:
+                        state[2] = now + max(self.min_delay_s, delay_s)
+                    state[3] -= 1
                     return
-                self.cond.wait(timeout=wait if wait > 0 else None)
+                cond.wait(timeout=wait if wait > 0 and spaced else None)
 
     def release(self, host: str) -> None:
-        with self.cond:
-            self.active[host] -= 1
-            if not self.active[host]:
-                del self.active[host]
-            self.cond.notify_all()
+        with self.lock:
+            state = self.hosts[host]
+            state[1] -= 1
+            if state[3]:
+                state[0].notify()
+            elif not state[1] and state[2] <= time.monotonic():
+                del self.hosts[host]  # idle and past its spacing: forget it, a task sees many hosts
 
 
 class RateLimiter:
