@@ -108,16 +108,23 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]
 
 
 def detect_charset(content_type: str, body: bytes) -> str | None:
-    """From the Content-Type header, else a <meta> tag in the first 4 KB, else detection on the first 64 KB."""
-    m = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", content_type or "", re.I)
-    if m:
-        return m[1].lower()
-    m = _META_CHARSET.search(body[:4096])
-    if m:
-        return m[1].decode("ascii").lower()
+    """From the Content-Type header, else a <meta> tag in the first 4 KB, else detection on the first 64 KB. A
+    declared charset that cannot decode the page (or that Python does not know) is ignored in favour of the next."""
+    head = body[:65536]
+    declared = [m[1] for m in [re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", content_type or "", re.I)] if m]
+    declared += [m[1].decode("ascii") for m in [_META_CHARSET.search(body[:4096])] if m]
+    for name in declared:
+        try:
+            head.decode(name)
+            return name.lower()
+        except UnicodeDecodeError as e:
+            if e.start >= len(head) - 4 and len(body) > len(head):
+                return name.lower()  # only the cut at 64 KB split a character
+        except LookupError:
+            pass
     if not body:
         return None
-    best = charset_normalizer.from_bytes(body[:65536]).best()
+    best = charset_normalizer.from_bytes(head).best()
     return best.encoding.lower() if best is not None else None
 
 

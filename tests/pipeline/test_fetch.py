@@ -244,6 +244,8 @@ class Faults(BaseHTTPRequestHandler):
         if path == "/latin1-none":
             body = LATIN1_PAGE.encode("latin-1")
             return self._send(200, body, "text/html")
+        if path == "/wrong-charset":  # says utf-8, is latin-1
+            return self._send(200, LATIN1_PAGE.encode("latin-1"), "text/html; charset=utf-8")
         if path == "/pdf":
             return self._send(200, b"%PDF-1.4 ...", "application/pdf")
         if path == "/private/page":
@@ -315,6 +317,7 @@ EXPECTED = {
     "/bomb": "decompression_bomb",
     "/latin1-meta": None,
     "/latin1-none": None,
+    "/wrong-charset": None,
     "/pdf": "not_html",
     "/private/page": "robots_disallowed",
     "/bad-headers": "not_html",
@@ -337,15 +340,41 @@ def test_every_fault_ends_classified_within_its_deadline(tmp_path, fault_site):
     huge = index[fault_site + "/huge"]
     assert huge["truncated"] and huge["bytes"] == 1_000_000
     assert index[fault_site + "/latin1-meta"]["charset"] == "iso-8859-1"
-    latin1 = index[fault_site + "/latin1-none"]  # no charset anywhere: detected, and it must decode the page
-    stored = read_response_at(out / latin1["warc_file"], latin1["warc_offset"]).body
-    assert stored.decode(latin1["charset"]) == LATIN1_PAGE
+    for path in ("/latin1-none", "/wrong-charset"):  # none declared, or a wrong one: detected, and it decodes
+        row = index[fault_site + path]
+        stored = read_response_at(out / row["warc_file"], row["warc_offset"]).body
+        assert stored.decode(row["charset"]) == LATIN1_PAGE
     assert index[fault_site + "/fine"]["charset"] == "utf-8"
     assert index[fault_site + "/chain/0"]["redirects"] == 6
     assert index[fault_site + "/pdf"]["warc_file"] is not None and index[fault_site + "/pdf"]["bytes"] == 0
     assert Faults.hits["/429-short"] == 2  # retried after its Retry-After
     assert rec["rows_out"] == sum(1 for e in EXPECTED.values() if e is None)
     assert sum(rec["drops"].values()) + rec["rows_out"] == rec["rows_in"] == len(EXPECTED)
+
+
+def test_connect_timeout(tmp_path):
+    """A server whose accept queue is full: the SYN goes unanswered, only the connect timeout ends it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    queued = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        queued.append(c)
+    url = f"http://127.0.0.1:{port}/page"
+    started = time.monotonic()
+    try:
+        _, index, _ = run_shard(tmp_path, [url], retries=0, connect_timeout_s=0.5, obey_robots=False)
+    finally:
+        for c in [*queued, server]:
+            c.close()
+    assert index[url]["error"] == "connect_timeout" and time.monotonic() - started < 5
 
 
 def test_names_that_resolve_to_private_addresses_are_refused(tmp_path, fault_site):
