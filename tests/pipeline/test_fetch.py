@@ -396,6 +396,15 @@ def test_politeness_spaces_requests_to_one_host(tmp_path, fault_site):
     assert all(r["error"] is None for r in index.values())
     starts = sorted(t for path, t in Faults.arrivals if path.startswith("/fine"))
     assert len(starts) == 5 and min(b - a for a, b in zip(starts, starts[1:])) >= 0.38  # 5 threads, one at a time
+    assert [p for p, _ in Faults.arrivals].count("/robots.txt") == 1  # fetched once per host, then cached
+
+
+def test_global_rate_limit(tmp_path, fault_site):
+    urls = [f"{fault_site}/fine?n={i}" for i in range(6)]
+    _, index, _ = run_shard(tmp_path, urls, max_requests_per_s=5, max_per_host=6, threads=6)
+    assert all(r["error"] is None for r in index.values())
+    starts = sorted(t for path, t in Faults.arrivals if path.startswith("/fine"))
+    assert starts[-1] - starts[0] >= 5 * 0.2 * 0.95  # six starts at most 5 a second
 
 
 def test_a_killed_task_resumes_from_its_committed_segments(tmp_path, fault_site):
