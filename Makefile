@@ -19,7 +19,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch reddit-api harvest-report
+.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch eval-extract eval-langid reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
@@ -27,6 +27,7 @@ help:
 	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
 	@echo "make lint    - ruff"
 	@echo "make bench   - benchmarks (bench-harvest, bench-fetch); figures go to BENCHMARKS.md"
+	@echo "make eval-extract / eval-langid - extraction F1 and language decisions on real data"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +76,13 @@ bench-harvest-instructions: venv
 
 bench-fetch: venv
 	$(PY) bench/fetch_bench.py --runs 3
+
+# Quality, measured on the real data in ../shared/data; figures go to BENCHMARKS.md.
+eval-extract: venv
+	$(PY) bench/eval_extract.py
+
+eval-langid: venv
+	$(PY) bench/eval_langid.py
 
 clean-demo:
 	rm -rf runs/demo

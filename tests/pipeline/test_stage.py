@@ -15,6 +15,7 @@ from pipeline.dataset import STAGE_FILE, Dataset, shard_name, write_json, write_
 from pipeline.errors import PipelineError
 from pipeline.filter import FilterConfig
 from pipeline.filter import run as filter_run
+from pipeline.langid import LanguageScorer, token_counts
 from pipeline.runner import LocalRunner
 from pipeline.stage import StageRun
 from pipeline.tokenize import TokenizeConfig
@@ -52,6 +53,9 @@ def make_docs(path: Path, shared: Path, shards: int = 30, per_shard: int = 40) -
                     "text": " ".join(pools[lang][start : start + 12]),
                 }
             )
+        texts = [r["text"] for r in rows]  # annotated as extract annotates
+        for r, lang, score, n in zip(rows, *LanguageScorer()(texts), token_counts(texts)):
+            r.update(html_lang=None, lang=lang, lang_score=score, n_tokens=n)
         p = path / f"{shard_name(s)}.parquet"
         write_parquet(pa.Table.from_pylist(rows), p)
         records.append(
