@@ -140,12 +140,14 @@ class Dataset:
 
     def shard_entries(self, suffix: str = ".parquet", subdir: str = "") -> list[tuple[Path, str]]:
         """(file, sha256) of the finished dataset's shards, in shard order, checked to exist (listed from the
-        manifest, never a glob)."""
+        manifest, never a glob). Top-level files by default; side outputs in subfolders (filter's rejected/,
+        tokenize's splits) only when asked for by `subdir`."""
         entries = []
         for shard in self.manifest()["shards"]:
             for entry in shard["files"]:
                 rel = entry["path"]
-                if rel.endswith(suffix) and (not subdir or rel.startswith(subdir + "/")):
+                folder = rel.rpartition("/")[0]
+                if rel.endswith(suffix) and folder == subdir:
                     p = self.path / rel
                     if not p.is_file():
                         raise PipelineError(f"input {self.path}: shard file {rel} is missing; rerun its stage")

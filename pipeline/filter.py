@@ -15,6 +15,7 @@ from pydantic import Field
 
 from pipeline.config import StageConfig
 from pipeline.dataset import read_parquet, write_parquet
+from pipeline.quality import QualityThresholds, quality_reason
 from pipeline.stage import ShardTask, finish_shard, run_shardwise
 from pipeline.urls import host_of
 
@@ -32,6 +33,10 @@ class FilterConfig(StageConfig):
     # fastText lid.176 confidence; 0.5 keeps >= 99% of English documents and drops >= 99% of others (BENCHMARKS.md)
     min_lang_score: float = Field(0.5, ge=0.0, le=1.0)
     min_tokens: int = Field(128, ge=0)  # OpenWebText: documents under 128 GPT-2 tokens dropped
+    # Gopher/C4-style heuristics (pipeline/quality.py), each its own drop reason; OpenWebText used none.
+    quality_rules: bool = False
+    quality: QualityThresholds = QualityThresholds()  # [filter.quality] or --set quality.max_symbol_ratio=0.2
+    keep_rejected: bool = False  # also write the dropped documents, with `drop_reason`, under rejected/
 
 
 def _under(host: str, domains: tuple[str, ...]) -> bool:
@@ -47,42 +52,52 @@ def is_wikimedia(url: str | None) -> bool:
     return _under(host_of(url or ""), WIKIMEDIA)
 
 
-def filter_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, Counter]:
-    """Pure core over one Arrow table of extracted documents: (kept rows, drops by reason). The first failing rule
-    names the drop; the URL rules look at the linked and the final URL, so redirects to Wikipedia go too."""
-    drops: Counter = Counter()
+def filter_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, list[str | None]]:
+    """Pure core over one Arrow table of extracted documents: (kept rows, each row's drop reason or None). The
+    first failing rule names the drop; the URL rules look at the linked and the final URL, so redirects to
+    Wikipedia go too."""
     urls, finals = table.column("url").to_pylist(), table.column("final_url").to_pylist()
     langs, scores = table.column("lang").to_pylist(), table.column("lang_score").to_pylist()
     tokens = table.column("n_tokens").to_pylist()
+    texts = table.column("text").to_pylist() if cfg.quality_rules else [None] * table.num_rows
     wanted = set(cfg.languages)
-    keep = []
-    for url, final, lang, score, n in zip(urls, finals, langs, scores, tokens):
+    reasons: list[str | None] = []
+    for url, final, lang, score, n, text in zip(urls, finals, langs, scores, tokens, texts):
         if cfg.drop_wikipedia and (is_wikipedia(url) or is_wikipedia(final)):
-            reason = "wikipedia"
+            reasons.append("wikipedia")
         elif cfg.drop_wikimedia and (is_wikimedia(url) or is_wikimedia(final)):
-            reason = "wikimedia"
+            reasons.append("wikimedia")
         elif lang not in wanted:
-            reason = "language"
+            reasons.append("language")
         elif score < cfg.min_lang_score:
-            reason = "language_score"
+            reasons.append("language_score")
         elif n < cfg.min_tokens:
-            reason = "too_short"
+            reasons.append("too_short")
+        elif cfg.quality_rules:
+            why = quality_reason(text, cfg.quality)
+            reasons.append(f"quality_{why}" if why else None)
         else:
-            keep.append(True)
-            continue
-        drops[reason] += 1
-        keep.append(False)
-    return table.filter(pa.array(keep, pa.bool_())) if keep else table, drops
+            reasons.append(None)
+    return table.filter(pa.array([r is None for r in reasons], pa.bool_())), reasons
 
 
 def filter_shard(task: ShardTask) -> dict[str, Any]:
     cfg: FilterConfig = task.config
     (path,) = task.inputs
     table = read_parquet(path)
-    kept, drops = filter_table(table, cfg)
+    kept, reasons = filter_table(table, cfg)
     out = Path(task.output) / f"{task.name}.parquet"
     write_parquet(kept, out)
-    return finish_shard(task, [out], rows_in=table.num_rows, rows_out=kept.num_rows, drops=drops)
+    files = [out]
+    if cfg.keep_rejected:
+        dropped = pa.array([r is not None for r in reasons], pa.bool_())
+        rejected = table.filter(dropped).append_column(
+            "drop_reason", pa.array([r for r in reasons if r is not None], pa.string())
+        )
+        files.append(Path(task.output) / "rejected" / f"{task.name}.parquet")
+        write_parquet(rejected, files[-1])
+    drops = Counter(r for r in reasons if r is not None)
+    return finish_shard(task, files, rows_in=table.num_rows, rows_out=kept.num_rows, drops=drops)
 
 
 def run(cfg: FilterConfig, runner, overwrite: bool = False) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 import gzip
+from collections import Counter
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.extract import CARRIED
 from pipeline.filter import FilterConfig, filter_table, is_wikimedia, is_wikipedia
@@ -49,7 +51,8 @@ def test_filter_decisions_with_reasons(shared):
         {"url_hash": "6" * 16, "text": en, "final_url": "https://en.m.wikipedia.org/wiki/A"},  # via a redirect
     ]
     cfg = FilterConfig(input="i", output="o")
-    kept, drops = filter_table(docs(rows), cfg)
+    kept, reasons = filter_table(docs(rows), cfg)
+    drops = Counter(r for r in reasons if r)
     assert kept.column("url_hash").to_pylist() == ["1" * 16]
     assert drops == {"language": 2, "too_short": 1, "wikipedia": 2}
     assert kept.column("lang").to_pylist() == ["en"] and kept.column("lang_score")[0].as_py() > 0.9
@@ -60,8 +63,8 @@ def test_filter_decisions_with_reasons(shared):
 def test_other_language_and_threshold_from_config(shared):
     de = sentences(shared, "de", 12)
     cfg = FilterConfig(input="i", output="o", languages=["de"], min_tokens=0, min_lang_score=0.99999)
-    kept, drops = filter_table(docs([{"text": de}]), cfg)
-    assert kept.num_rows == 0 and drops == {"language_score": 1}
+    kept, reasons = filter_table(docs([{"text": de}]), cfg)
+    assert kept.num_rows == 0 and reasons == ["language_score"]
     cfg = FilterConfig(input="i", output="o", languages=["de"], min_tokens=0)
     kept, _ = filter_table(docs([{"text": de}]), cfg)
     assert kept.num_rows == 1
@@ -71,5 +74,34 @@ def test_wikimedia_by_option(shared):
     en = sentences(shared, "en", 12)
     table = docs([{"text": en, "url": "https://en.wikisource.org/wiki/A"}])
     assert filter_table(table, FilterConfig(input="i", output="o"))[0].num_rows == 1
-    kept, drops = filter_table(table, FilterConfig(input="i", output="o", drop_wikimedia=True))
-    assert kept.num_rows == 0 and drops == {"wikimedia": 1}
+    kept, reasons = filter_table(table, FilterConfig(input="i", output="o", drop_wikimedia=True))
+    assert kept.num_rows == 0 and reasons == ["wikimedia"]
+
+
+def test_quality_rules_are_off_by_default_and_name_their_reason(shared):
+    en = sentences(shared, "en", 12)
+    spam = "\n".join(["Buy cheap watches now ... best prices ... click here ..."] * 40)
+    listy = "\n".join(f"- item {i} of the list of things to have with you" for i in range(80))
+    table = docs([{"text": en}, {"text": spam}, {"text": listy}, {"text": en + " Lorem ipsum dolor sit amet."}])
+    off, reasons = filter_table(table, FilterConfig(input="i", output="o", min_tokens=0, min_lang_score=0))
+    assert reasons == [None, None, None, None]  # OpenWebText: no heuristics
+    cfg = FilterConfig(input="i", output="o", min_tokens=0, min_lang_score=0, quality_rules=True)
+    kept, reasons = filter_table(table, cfg)
+    assert reasons == [None, "quality_symbol_ratio", "quality_bullet_lines", "quality_lorem_ipsum"]
+    relaxed = cfg.model_copy(update={"quality": cfg.quality.model_copy(update={"max_symbol_ratio": 1.0})})
+    assert filter_table(table, relaxed)[1][1] == "quality_ellipsis_lines"  # the next rule it fails
+
+
+def test_rejected_documents_kept_with_their_reasons(tmp_path, shared):
+    from pipeline.dataset import write_parquet
+    from pipeline.filter import filter_shard
+    from pipeline.stage import ShardTask
+
+    table = docs([{"text": sentences(shared, "en", 12)}, {"text": sentences(shared, "de", 12)}])
+    src = tmp_path / "docs" / "part-00000.parquet"
+    write_parquet(table, src)
+    cfg = FilterConfig(input=str(src.parent), output=str(tmp_path / "out"), keep_rejected=True)
+    rec = filter_shard(ShardTask("part-00000", [str(src)], str(tmp_path / "out"), cfg))
+    rejected = pq.read_table(tmp_path / "out" / "rejected" / "part-00000.parquet")
+    assert rejected.column("drop_reason").to_pylist() == ["language"] and rec["drops"] == {"language": 1}
+    assert [f["path"] for f in rec["files"]] == ["part-00000.parquet", "rejected/part-00000.parquet"]

@@ -160,3 +160,12 @@ def test_deleted_shard_file_is_named(tmp_path, shared):
     (src / "part-00001.parquet").unlink()
     with pytest.raises(PipelineError, match="shard file part-00001.parquet is missing"):
         filter_run(FilterConfig(input=str(src), output=str(tmp_path / "o")), LocalRunner())
+
+
+def test_side_outputs_are_not_shards_for_the_next_stage(tmp_path, shared):
+    src = make_docs(tmp_path / "docs", shared, shards=2, per_shard=12)
+    out = tmp_path / "filtered"
+    filter_run(FilterConfig(input=str(src), output=str(out), keep_rejected=True), LocalRunner())
+    shards = Dataset(out).shard_files()
+    assert [p.parent for p in shards] == [out, out]
+    assert len(Dataset(out).shard_files(subdir="rejected")) == 2  # asked for by name only
