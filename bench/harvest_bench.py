@@ -35,25 +35,23 @@ from pipeline.harvest import (  # noqa: E402
 )
 
 
-def floor(path: Path) -> int:
+def _decode_every_line(path: Path, decode) -> int:
     n = 0
     with open(path, "rb") as f:
         stream = io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(f), 1 << 20)
         for line in stream:
-            orjson.loads(line)
+            decode(line)
             n += 1
     return n
+
+
+def floor(path: Path) -> int:
+    return _decode_every_line(path, orjson.loads)
 
 
 def floor_typed(path: Path) -> int:
     """The same with the decoder harvest uses (msgspec, only the fields the rules read): what harvest adds on top."""
-    n = 0
-    with open(path, "rb") as f:
-        stream = io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(f), 1 << 20)
-        for line in stream:
-            decode_submission(line)
-            n += 1
-    return n
+    return _decode_every_line(path, decode_submission)
 
 
 def ours(path: Path) -> int:

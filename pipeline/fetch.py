@@ -37,7 +37,7 @@ from pipeline import __version__
 from pipeline.config import StageConfig
 from pipeline.dataset import atomic_path, read_parquet, write_parquet
 from pipeline.netguard import AddressPolicy, BlockedAddress, GuardedAdapter
-from pipeline.politeness import Deadlines, HostGate, RateLimiter, Robots
+from pipeline.politeness import ROBOTS_MAX_BYTES, Deadlines, HostGate, RateLimiter, Robots
 from pipeline.stage import ShardTask, finish_shard, run_shardwise
 from pipeline.warc import WarcShardWriter
 
@@ -226,7 +226,7 @@ class Fetcher:
         owner = self.deadlines.start(self.cfg.deadline_s)  # not when a redirect hop's deadline is already running
         try:
             with self.session().get(url, stream=True, timeout=self._timeouts(), allow_redirects=True) as r:
-                return r.status_code, r.raw.read(500_000, decode_content=True) if r.ok else b"", ""
+                return r.status_code, r.raw.read(ROBOTS_MAX_BYTES, decode_content=True) if r.ok else b"", ""
         except (requests.exceptions.RequestException, BlockedAddress, urllib3.exceptions.HTTPError, OSError) as e:
             return None, b"", classify(e)
         finally:
@@ -241,10 +241,15 @@ class Fetcher:
         row: dict[str, Any] = {"url": url, "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         try:
             row |= self._fetch(url)
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, BlockedAddress) as e:
+        # OSError and ValueError too: a socket shut by the deadline, a malformed header urllib3 let through.
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+            BlockedAddress,
+            OSError,
+            ValueError,
+        ) as e:
             row["error"] = classify(e)
-        except (OSError, ValueError) as e:  # a socket shut by the deadline, a malformed header urllib3 let through
-            row["error"] = classify(e) or "bad_response"
         finally:
             if self.deadlines.end():
                 row.update(error="deadline", body=None)
@@ -379,8 +384,9 @@ class Segments:
         with atomic_path(self.out / warc_rel) as tmp, open(tmp, "wb") as f:
             writer = WarcShardWriter(f, self.gzip_level)
             for r in rows:
-                r["bytes"] = len(r["body"]) if r.get("body") is not None and r.get("status") is not None else None
-                if r.get("status") is not None and r.get("body") is not None:
+                recorded = r.get("status") is not None and r.get("body") is not None  # a response, not cut short
+                r["bytes"] = len(r["body"]) if recorded else None
+                if recorded:
                     r["warc_offset"], r["warc_length"] = writer.write_pair(
                         r["final_url"],
                         r["request_headers"],

@@ -23,6 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from pipeline.urls import normalize_url
 from pipeline.warc import HOP_BY_HOP, Response, iter_responses
 
@@ -61,12 +66,6 @@ class LocalCA:
     """A certificate authority that lives as long as the server: leaf certificates per host, made on demand."""
 
     def __init__(self) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-        self._x509, self._hashes, self._eku, self._oid = x509, hashes, ExtendedKeyUsageOID, NameOID
         self.dir = Path(tempfile.mkdtemp(prefix="replay-ca-"))
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.leaf_key = ec.generate_private_key(ec.SECP256R1())  # one key for every leaf: this is a test CA
@@ -92,7 +91,6 @@ class LocalCA:
 
     def _builder(self, subject, public_key):
         now = datetime.now(timezone.utc)
-        x509 = self._x509
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -104,25 +102,22 @@ class LocalCA:
         )
 
     def context(self, host: str) -> ssl.SSLContext:
-        from cryptography.hazmat.primitives import serialization
-
         with self.lock:
             if host not in self.contexts:
-                x509 = self._x509
                 try:
                     alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
                 except ValueError:
                     alt = x509.DNSName(host)
-                subject = x509.Name([x509.NameAttribute(self._oid.COMMON_NAME, host[:64])])
+                subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])])
                 cert = (
                     self._builder(subject, self.leaf_key.public_key())
                     .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
                     .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                    .add_extension(x509.ExtendedKeyUsage([self._eku.SERVER_AUTH]), critical=False)
+                    .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                     .add_extension(
                         x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
                     )
-                    .sign(self.key, self._hashes.SHA256())
+                    .sign(self.key, hashes.SHA256())
                 )
                 chain = self.dir / f"{len(self.contexts)}.pem"
                 chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

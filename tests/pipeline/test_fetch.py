@@ -29,13 +29,29 @@ def links_shard(tmp_path: Path, urls: list[str]) -> Path:
     return p
 
 
-class Web(BaseHTTPRequestHandler):
-    """A live loopback site for what replay cannot show: flaky 503s, big bodies, gzip on the wire."""
-
-    hits: dict[str, int] = {}
+class Site(BaseHTTPRequestHandler):
+    """A quiet loopback handler; `_send` writes a whole response (a client that hung up is not an error)."""
 
     def log_message(self, *a):
         pass
+
+    def _send(self, status, body, ctype, extra=()):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        for k, v in extra:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass
+
+
+class Web(Site):
+    """A live loopback site for what replay cannot show: flaky 503s, big bodies, gzip on the wire."""
+
+    hits: dict[str, int] = {}
 
     def do_GET(self):  # noqa: N802
         Web.hits[self.path] = Web.hits.get(self.path, 0) + 1
@@ -49,15 +65,6 @@ class Web(BaseHTTPRequestHandler):
         if self.path == "/redirect":
             return self._send(301, b"", "text/html", [("Location", "/flaky")])
         return self._send(200, b"<html><body><p>hello</p></body></html>", "text/html")
-
-    def _send(self, status, body, ctype, extra=()):
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        for k, v in extra:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 @pytest.fixture()
@@ -169,13 +176,10 @@ def test_index_schema_keeps_links_columns(tmp_path, live_site):
     assert Dataset(out).done_record(shard_name(0)) is not None
 
 
-class Faults(BaseHTTPRequestHandler):
+class Faults(Site):
     """Everything the web throws at a crawler, one path each."""
 
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
 
     def do_GET(self):  # noqa: N802
         path, port = self.path, self.server.server_address[1]
@@ -265,18 +269,6 @@ class Faults(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         return self._send(200, b"<html><body><p>ok</p></body></html>", "text/html; charset=utf-8")
-
-    def _send(self, status, body, ctype, extra=()):
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        for k, v in extra:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except OSError:
-            pass
 
     hits: dict[str, int] = {}
 
