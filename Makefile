@@ -19,14 +19,14 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract eval-extract eval-langid reddit-api harvest-report
+.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup eval-extract eval-langid eval-dedup reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
 	@echo "make test    - the test suite"
 	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
 	@echo "make lint    - ruff"
-	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract); figures go to BENCHMARKS.md"
+	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract, bench-dedup); figures go to BENCHMARKS.md"
 	@echo "make eval-extract / eval-langid - extraction F1 and language decisions on real data"
 
 $(VENV)/.installed: pyproject.toml
@@ -65,7 +65,7 @@ WEBTEXT_DOMAINS ?= ../shared/data/webtext-domains/domains.txt
 harvest-report: venv
 	$(PY) -m pipeline harvest-report $(LINKS) --webtext $(WEBTEXT_DOMAINS)
 
-bench: bench-harvest bench-fetch bench-extract
+bench: bench-harvest bench-fetch bench-extract bench-dedup
 
 bench-harvest: venv
 	$(PY) bench/harvest_bench.py --runs 5
@@ -80,11 +80,16 @@ bench-fetch: venv
 # datatrove, the peer of bench-extract, in a venv of its own: it pins trafilatura < 1.12, we use 2.x.
 .venv-datatrove/.installed:
 	$(PYTHON) -m venv .venv-datatrove
-	.venv-datatrove/bin/pip install "datatrove[processing]==0.10.1" lxml_html_clean
+	.venv-datatrove/bin/pip install "datatrove[processing]==0.10.1" lxml_html_clean "spacy>=3.7,<4"
 	touch $@
 
 bench-extract: venv .venv-datatrove/.installed
 	$(PY) bench/extract_bench.py --runs 3
+
+# Signatures/s against datasketch; then 1M generated documents end to end on 2 cores, against datatrove's MinHash.
+bench-dedup: venv .venv-datatrove/.installed
+	$(PY) bench/minhash_bench.py --runs 5
+	$(PY) bench/dedup_bench.py --docs $(or $(DOCS),1000000)
 
 # Quality, measured on the real data in ../shared/data; figures go to BENCHMARKS.md.
 eval-extract: venv
@@ -92,6 +97,9 @@ eval-extract: venv
 
 eval-langid: venv
 	$(PY) bench/eval_langid.py
+
+eval-dedup: venv
+	$(PY) bench/eval_dedup.py
 
 clean-demo:
 	rm -rf runs/demo
