@@ -95,13 +95,26 @@ def shingle_hash(shingle: bytes) -> int:
 
 # ---- vectorized path ----
 
-_ASCII_WORD = np.zeros(128, dtype=bool)
-_ASCII_WORD[[ord(c) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"]] = True
+
+@lru_cache(maxsize=1)
+def _bmp_word_table() -> np.ndarray:
+    """Is code point c a word character (what `\\w` matches), for every c < 65536: (65536,) bool, ~30 ms once."""
+    return np.array([WORD.match(chr(c)) is not None for c in range(1 << 16)], dtype=bool)
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 12)
 def _is_word_char(cp: int) -> bool:
     return WORD.match(chr(cp)) is not None
+
+
+def _word_mask(cp: np.ndarray) -> np.ndarray:
+    table = _bmp_word_table()
+    if cp.dtype == np.uint8 or int(cp.max(initial=0)) < len(table):
+        return table[cp]
+    mask = table[np.minimum(cp, len(table) - 1)]
+    astral = np.flatnonzero(cp >= len(table))  # emoji, rare scripts: few, looked up one by one
+    mask[astral] = [_is_word_char(int(c)) for c in cp[astral]]
+    return mask
 
 
 class _Powers:
@@ -136,14 +149,9 @@ def word_hashes(text: str) -> np.ndarray:
     text = text.lower()
     if text.isascii():
         cp = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-        is_word = _ASCII_WORD[cp]
     else:
         cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        wide = cp >= 128
-        is_word = np.zeros(len(cp), dtype=bool)
-        is_word[~wide] = _ASCII_WORD[cp[~wide]]
-        others, where = np.unique(cp[wide], return_inverse=True)  # a few hundred distinct characters at most
-        is_word[wide] = np.array([_is_word_char(int(c)) for c in others], dtype=bool)[where]
+    is_word = _word_mask(cp)
     n = len(cp)
     up, down = _powers(n + 1)
     prefix = np.zeros(n + 1, dtype=_U64)
@@ -176,7 +184,7 @@ def text_key(text: str) -> str:
 class MinHasher:
     """Signatures for one (num_perm, seed, n-gram) setting: (num_perm,) uint32 per text."""
 
-    BLOCK = 1024  # shingles per step: a (num_perm, 1024) uint32 block (512 KB at 128) stays in L2
+    BLOCK = 4096  # shingles per step: a (num_perm, 4096) uint32 block, 2 MB at 128 (measured faster than 1024)
 
     def __init__(self, num_perm: int = 128, seed: int = 1, ngram: int = 5):
         if not 1 <= ngram <= MAX_NGRAM:
