@@ -80,7 +80,7 @@ bench-fetch: venv
 # datatrove, the peer of bench-extract, in a venv of its own: it pins trafilatura < 1.12, we use 2.x.
 .venv-datatrove/.installed:
 	$(PYTHON) -m venv .venv-datatrove
-	.venv-datatrove/bin/pip install "datatrove[processing]==0.10.1" lxml_html_clean "spacy>=3.7,<4"
+	.venv-datatrove/bin/pip install "datatrove[processing]==0.10.1" lxml_html_clean "spacy>=3.7,<4" "pyarrow>=15" orjson
 	touch $@
 
 bench-extract: venv .venv-datatrove/.installed

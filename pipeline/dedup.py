@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components
 
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, atomic_path, read_parquet, write_parquet
-from pipeline.minhash import MinHasher, shingle_hashes, text_key
+from pipeline.minhash import MinHasher
 from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard
 
 
@@ -83,7 +83,7 @@ def signature_schema(num_perm: int, with_shingles: bool = False) -> pa.Schema:
         ("url_hash", pa.string()),
         ("score", pa.int64()),
         ("first_created_utc", pa.int64()),
-        ("text_key", pa.string()),
+        ("text_key", pa.binary(16)),
         ("minhash", pa.list_(pa.uint32(), num_perm)),
     ]
     if with_shingles:
@@ -99,18 +99,18 @@ REMOVED_SCHEMA = pa.schema([("url_hash", pa.string()), ("reason", pa.string()), 
 def signature_table(docs: pa.Table, cfg: DedupConfig) -> pa.Table:
     """Documents (url_hash, score, first_created_utc, text) -> one signature row each."""
     hasher = MinHasher(cfg.num_perm, cfg.seed, cfg.ngram)
-    texts = docs.column("text").to_pylist()
-    sigs = np.stack([hasher.signature(t) for t in texts]) if texts else np.empty((0, cfg.num_perm), np.uint32)
+    exact = cfg.verify == "exact"
+    sketches = [hasher.sketch(t, exact) for t in docs.column("text").to_pylist()]
+    sigs = np.stack([s.signature for s in sketches]) if sketches else np.empty((0, cfg.num_perm), np.uint32)
     columns: dict[str, Any] = {
         "url_hash": docs.column("url_hash"),
         "score": docs.column("score"),
         "first_created_utc": docs.column("first_created_utc"),
-        "text_key": [text_key(t) for t in texts],
+        "text_key": pa.array([s.key for s in sketches], pa.binary(16)),
         "minhash": pa.FixedSizeListArray.from_arrays(pa.array(sigs.ravel(), pa.uint32()), cfg.num_perm),
     }
-    exact = cfg.verify == "exact"
     if exact:
-        columns["shingles"] = [np.unique(shingle_hashes(t, cfg.ngram)) for t in texts]
+        columns["shingles"] = [s.shingles for s in sketches]
     return pa.table(columns, schema=signature_schema(cfg.num_perm, exact))
 
 
@@ -143,9 +143,12 @@ def band_keys(minhash: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return key
 
 
-def exact_keys(text_keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """The first 64 bits of each exact key (hex), as uint64: the exact-duplicate 'band' of the shuffle."""
-    return np.array([int(k[:16], 16) for k in text_keys.to_pylist()], dtype=np.uint64)
+def key_matrix(sigs: pa.Table) -> np.ndarray:
+    """(n, 2) uint64 view of the 16-byte exact keys."""
+    col = sigs.column("text_key")
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    data = np.frombuffer(arr.buffers()[1], dtype=np.uint64) if len(arr) else np.empty(0, np.uint64)
+    return data[arr.offset * 2 : (arr.offset + len(arr)) * 2].reshape(-1, 2)
 
 
 def shuffle_entries(sigs: pa.Table, shard_index: int, cfg: DedupConfig) -> list[pa.Table]:
@@ -153,7 +156,7 @@ def shuffle_entries(sigs: pa.Table, shard_index: int, cfg: DedupConfig) -> list[
     key. doc = shard_index << 32 | row, a global id that needs no coordination."""
     bands, rows = lsh_params(cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows)
     n = sigs.num_rows
-    keys = np.concatenate([band_keys(minhash_matrix(sigs), bands, rows), exact_keys(sigs["text_key"])[:, None]], 1)
+    keys = np.concatenate([band_keys(minhash_matrix(sigs), bands, rows), key_matrix(sigs)[:, :1]], 1)
     band = np.broadcast_to(np.arange(bands + 1, dtype=np.uint16), keys.shape).ravel()
     doc = np.broadcast_to(
         (np.uint64(shard_index) << np.uint64(32)) + np.arange(n, dtype=np.uint64)[:, None], keys.shape
@@ -190,7 +193,14 @@ def candidate_edges(entries: pa.Table) -> pa.Table:
     a, b = doc[linked], first[linked]
     if len(a) == 0:
         return EDGE_SCHEMA.empty_table()
-    pairs = np.unique(np.stack([a, b], axis=1), axis=0)  # the same pair from several bands counts once
+    return unique_edges(pa.table({"a": a, "b": b}, schema=EDGE_SCHEMA))
+
+
+def unique_edges(edges: pa.Table) -> pa.Table:
+    """The same pair from several bands counts once; sorted, so the output does not depend on arrival order."""
+    if edges.num_rows == 0:
+        return edges
+    pairs = np.unique(np.stack([edges["a"].to_numpy(), edges["b"].to_numpy()], axis=1), axis=0)
     return pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}, schema=EDGE_SCHEMA)
 
 
@@ -203,16 +213,23 @@ class SignatureStore:
     def __init__(self, paths: list[str]):
         self.tables = [ipc.open_file(pa.memory_map(p)).read_all() for p in paths]
         self.matrices = [minhash_matrix(t) for t in self.tables]
+        self.keys = [key_matrix(t) for t in self.tables]
 
     def _split(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (docs >> np.uint64(32)).astype(np.int64), (docs & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
     def minhash(self, docs: np.ndarray) -> np.ndarray:
+        return self._rows(self.matrices, docs)
+
+    def key(self, docs: np.ndarray) -> np.ndarray:
+        return self._rows(self.keys, docs)
+
+    def _rows(self, arrays: list[np.ndarray], docs: np.ndarray) -> np.ndarray:
         shard, row = self._split(docs)
-        out = np.empty((len(docs), self.matrices[0].shape[1] if self.matrices else 0), dtype=np.uint32)
+        out = np.empty((len(docs), arrays[0].shape[1] if arrays else 0), dtype=arrays[0].dtype if arrays else None)
         for s in np.unique(shard):
             at = shard == s
-            out[at] = self.matrices[s][row[at]]
+            out[at] = arrays[s][row[at]]
         return out
 
     def column(self, name: str, docs: np.ndarray) -> list[Any]:
@@ -229,22 +246,26 @@ class SignatureStore:
         return self.tables[s]["shingles"][r].values.to_numpy()
 
 
-def verified(edges: pa.Table, store: SignatureStore, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+Edges = tuple[np.ndarray, np.ndarray]  # (a, b) global doc ids, (n_edges,) uint64 each
+
+
+def verified(edges: pa.Table, store: SignatureStore, cfg: DedupConfig, chunk: int = 1 << 16) -> Edges:
+    """The candidate edges that pass verification: exact twins always; the others by cfg.verify."""
     a, b = edges["a"].to_numpy(), edges["b"].to_numpy()
     if len(a) == 0 or cfg.verify == "none":
         return a, b
-    keep = np.asarray(store.column("text_key", a)) == np.asarray(store.column("text_key", b))  # exact twins
-    check = np.flatnonzero(~keep)
-    if cfg.verify == "signature":
-        for lo in range(0, len(check), 1 << 16):  # (chunk, num_perm) at a time: bounded memory
-            i = check[lo : lo + (1 << 16)]
-            similarity = (store.minhash(a[i]) == store.minhash(b[i])).mean(axis=1)
-            keep[i] = similarity >= cfg.threshold
-    else:
-        for i in check:
-            x, y = store.shingles(a[i]), store.shingles(b[i])
-            inter = len(np.intersect1d(x, y, assume_unique=True))
-            keep[i] = inter / (len(x) + len(y) - inter) >= cfg.threshold
+    keep = np.zeros(len(a), dtype=bool)
+    for lo in range(0, len(a), chunk):  # (chunk, num_perm) signatures at a time: bounded memory
+        x, y = a[lo : lo + chunk], b[lo : lo + chunk]
+        twins = (store.key(x) == store.key(y)).all(axis=1)
+        if cfg.verify == "signature":
+            keep[lo : lo + chunk] = twins | ((store.minhash(x) == store.minhash(y)).mean(axis=1) >= cfg.threshold)
+        else:
+            for i in np.flatnonzero(~twins):
+                sx, sy = store.shingles(x[i]), store.shingles(y[i])
+                inter = len(np.intersect1d(sx, sy, assume_unique=True))
+                twins[i] = inter / (len(sx) + len(sy) - inter) >= cfg.threshold
+            keep[lo : lo + chunk] = twins
     return a[keep], b[keep]
 
 
@@ -258,7 +279,7 @@ def clusters_to_removals(a: np.ndarray, b: np.ndarray, store: SignatureStore) ->
     score = np.array([s if s is not None else 0 for s in store.column("score", nodes)], dtype=np.int64)
     created = np.array([c if c is not None else 0 for c in store.column("first_created_utc", nodes)], dtype=np.int64)
     url_hash = np.array(store.column("url_hash", nodes))
-    key = np.array(store.column("text_key", nodes))
+    key = store.key(nodes)
     order = np.lexsort((url_hash, created, -score, label))  # by component, then keeper order
     first = np.r_[True, label[order][1:] != label[order][:-1]]
     keeper = order[np.flatnonzero(first)[np.cumsum(first) - 1]]  # the keeper of each node, in `order`
@@ -267,7 +288,7 @@ def clusters_to_removals(a: np.ndarray, b: np.ndarray, store: SignatureStore) ->
     return pa.table(
         {
             "url_hash": url_hash[member],
-            "reason": np.where(key[member] == key[keeper], "exact_duplicate", "near_duplicate"),
+            "reason": np.where((key[member] == key[keeper]).all(axis=1), "exact_duplicate", "near_duplicate"),
             "duplicate_of": url_hash[keeper],
         },
         schema=REMOVED_SCHEMA,
@@ -323,6 +344,7 @@ def cluster_task(task: ShardTask) -> dict[str, Any]:
     cfg: DedupConfig = task.config
     edge_files, sig_files = task.extra["edges"], task.extra["signatures"]
     edges = pa.concat_tables([read_arrow(p) for p in edge_files]) if edge_files else EDGE_SCHEMA.empty_table()
+    edges = unique_edges(edges)  # a pair found in several bands lands in several partitions
     store = SignatureStore(sig_files)
     a, b = verified(edges, store, cfg)
     removed = clusters_to_removals(a, b, store)

@@ -21,6 +21,7 @@ import hashlib
 import re
 import unicodedata
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from datasketch import MinHash
@@ -165,7 +166,10 @@ def word_hashes(text: str) -> np.ndarray:
 
 def shingle_hashes(text: str, n: int) -> np.ndarray:
     """S of every n-gram of words, in order (repeats kept: the minimum does not mind): (n_shingles,) uint32."""
-    w = word_hashes(text)
+    return _shingles_of(word_hashes(text), n)
+
+
+def _shingles_of(w: np.ndarray, n: int) -> np.ndarray:
     if len(w) <= n:
         g = np.array([np.sum(w * _C[: len(w)], dtype=_U64)], dtype=_U64)
     else:
@@ -176,9 +180,19 @@ def shingle_hashes(text: str, n: int) -> np.ndarray:
     return (_fmix64(g) >> _U64(32)).astype(np.uint32)
 
 
-def text_key(text: str) -> str:
-    """Exact-duplicate key: the sequence of word hashes, so case, punctuation and whitespace do not count."""
-    return hashlib.blake2b(word_hashes(text).tobytes(), digest_size=16).hexdigest()
+def text_key(text: str) -> bytes:
+    """Exact-duplicate key, 16 bytes: the sequence of word hashes, so case, punctuation and whitespace do not count."""
+    return _key_of(word_hashes(text))
+
+
+def _key_of(w: np.ndarray) -> bytes:
+    return hashlib.blake2b(w.tobytes(), digest_size=16).digest()
+
+
+class Sketch(NamedTuple):
+    signature: np.ndarray  # (num_perm,) uint32
+    key: bytes  # text_key()
+    shingles: np.ndarray | None  # sorted distinct shingle hashes, (n,) uint32, when asked for
 
 
 class MinHasher:
@@ -195,7 +209,16 @@ class MinHasher:
         self._block = np.empty((num_perm, self.BLOCK), dtype=np.uint32)
 
     def signature(self, text: str) -> np.ndarray:
-        hv = _fmix32(shingle_hashes(text, self.ngram))  # (n_shingles,)
+        return self._min_over(shingle_hashes(text, self.ngram))
+
+    def sketch(self, text: str, with_shingles: bool = False) -> Sketch:
+        """Signature, exact key and (optionally) the shingle set, from one pass over the text."""
+        w = word_hashes(text)
+        s = _shingles_of(w, self.ngram)
+        return Sketch(self._min_over(s), _key_of(w), np.unique(s) if with_shingles else None)
+
+    def _min_over(self, shingle_hashes: np.ndarray) -> np.ndarray:
+        hv = _fmix32(shingle_hashes)  # (n_shingles,)
         out = np.full(self.num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
         for s in range(0, len(hv), self.BLOCK):
             h = hv[None, s : s + self.BLOCK]  # (1, m)

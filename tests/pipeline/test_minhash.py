@@ -56,3 +56,11 @@ def test_block_boundaries_do_not_matter():
     text = " ".join(f"w{i % 997}" for i in range(5000))  # ~5000 shingles: several blocks
     hasher = MinHasher()
     assert np.array_equal(hasher.signature(text), hasher.reference(text))
+
+
+def test_sketch_agrees_with_the_single_functions():
+    text = "Alpha beta, gamma delta epsilon zeta eta theta. Alpha beta!"
+    hasher = MinHasher(num_perm=64, ngram=3)
+    sketch = hasher.sketch(text, with_shingles=True)
+    assert np.array_equal(sketch.signature, hasher.signature(text)) and sketch.key == text_key(text)
+    assert np.array_equal(sketch.shingles, np.unique(shingle_hashes(text, 3)))
