@@ -218,6 +218,11 @@ def main() -> int:
             "removed_only_datatrove": len(b - a),
             "removed_sets_jaccard": round(len(a & b) / max(len(a | b), 1), 4),
         }
+        # datatrove keeps an arbitrary member (its union-find root); with our keeper rule on its clusters:
+        b_ours_rule = {doc for g in gb for doc in sorted(g)[1:]}  # equal scores and dates: smallest url_hash keeps
+        result["agreement"]["removed_sets_jaccard_same_keeper_rule"] = round(
+            len(a & b_ours_rule) / max(len(a | b_ours_rule), 1), 4
+        )
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(json.dumps(result, indent=2))
     return 0

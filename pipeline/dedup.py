@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components
 
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, atomic_path, read_parquet, write_parquet
-from pipeline.minhash import MinHasher
+from pipeline.minhash import MinHasher, fmix64
 from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard
 
 
@@ -124,14 +124,6 @@ def minhash_matrix(sigs: pa.Table) -> np.ndarray:
     )
 
 
-def _mix64(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint64(33))
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
-
-
 def band_keys(minhash: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n, num_perm) uint32 -> (n, bands) uint64: one key per band, equal when the band's `rows` values are equal
     (and, with 64 bits, almost never otherwise: ~n**2 / 2**65 chance of any false match per band)."""
@@ -139,7 +131,7 @@ def band_keys(minhash: np.ndarray, bands: int, rows: int) -> np.ndarray:
     v = minhash[:, : bands * rows].reshape(n, bands, rows).astype(np.uint64)
     key = np.zeros((n, bands), dtype=np.uint64)
     for j in range(rows):  # a polynomial over the rows, then mixed: order matters, as it should
-        key = _mix64(key * np.uint64(0x100000001B3) + v[:, :, j] + np.uint64(j + 1))
+        key = fmix64(key * np.uint64(0x100000001B3) + v[:, :, j] + np.uint64(j + 1))
     return key
 
 
@@ -162,7 +154,7 @@ def shuffle_entries(sigs: pa.Table, shard_index: int, cfg: DedupConfig) -> list[
         (np.uint64(shard_index) << np.uint64(32)) + np.arange(n, dtype=np.uint64)[:, None], keys.shape
     )
     keys, doc = keys.ravel(), doc.ravel()
-    part = (_mix64(keys ^ band.astype(np.uint64)) % np.uint64(cfg.partitions)).astype(np.int64)
+    part = (fmix64(keys ^ band.astype(np.uint64)) % np.uint64(cfg.partitions)).astype(np.int64)
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(cfg.partitions + 1))
     return [

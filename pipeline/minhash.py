@@ -47,7 +47,7 @@ _C = np.array(C, dtype=np.uint64)
 _U64 = np.uint64
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
+def fmix64(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> _U64(33))
     h *= _U64(0xFF51AFD7ED558CCD)
     h ^= h >> _U64(33)
@@ -160,8 +160,8 @@ def word_hashes(text: str) -> np.ndarray:
     edges = np.flatnonzero(np.diff(is_word.view(np.int8), prepend=np.int8(0), append=np.int8(0)))
     starts, ends = edges[0::2], edges[1::2]  # (n_words,) each: [start, end) of every word
     if len(starts) == 0:
-        return _fmix64(np.zeros(1, dtype=_U64))
-    return _fmix64((prefix[ends] - prefix[starts]) * down[starts])
+        return fmix64(np.zeros(1, dtype=_U64))
+    return fmix64((prefix[ends] - prefix[starts]) * down[starts])
 
 
 def shingle_hashes(text: str, n: int) -> np.ndarray:
@@ -177,7 +177,7 @@ def _shingles_of(w: np.ndarray, n: int) -> np.ndarray:
         g = w[:k] * _C[0]
         for j in range(1, n):
             g += w[j : j + k] * _C[j]
-    return (_fmix64(g) >> _U64(32)).astype(np.uint32)
+    return (fmix64(g) >> _U64(32)).astype(np.uint32)
 
 
 def text_key(text: str) -> bytes:
