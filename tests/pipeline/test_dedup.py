@@ -132,3 +132,21 @@ def test_stage_over_shards_equals_one_process(tmp_path, partitions):
     assert sum(manifest["drops"].values()) == expected.num_rows
     kept = {u for p in sorted(out.glob("part-*.parquet")) for u in pq.read_table(p)["url_hash"].to_pylist()}
     assert kept == set(table["url_hash"].to_pylist()) - set(expected["url_hash"].to_pylist())
+
+
+def test_a_killed_run_resumes_from_its_last_finished_phase(tmp_path):
+    texts = [doc(i % 7) if i % 2 else doc(200 + i) for i in range(40)]
+    table = docs_table(texts, [i % 4 for i in range(40)])
+    write_shards(tmp_path / "in", table, 8)
+    cfg = DedupConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), partitions=3)
+    first = run(cfg, LocalRunner())
+    out = tmp_path / "out"
+    removed = (out / "_work" / "removed.parquet").read_bytes()
+    # As if killed during the remove phase: the manifest, two shards and one bucket record never written.
+    (out / STAGE_FILE).unlink()
+    for name in ("_shards/part-00001.json", "_shards/part-00003.json", "_shards/_work/edges/p0001.json"):
+        (out / name).unlink()
+    second = run(cfg, LocalRunner())
+    assert second["resumed_shards"] == 5 + 2 + 1 + 3  # signatures, buckets, clusters, remove shards kept
+    assert (out / "_work" / "removed.parquet").read_bytes() == removed
+    assert second["output_fingerprint"] == first["output_fingerprint"] and second["drops"] == first["drops"]
