@@ -377,7 +377,9 @@ def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
     sig_recs = run_.map(
         signatures_shard,
         [
-            ShardTask(p.stem, [str(p)], out, cfg, {"input_fingerprint": sha, "shard_index": i})
+            # The index is part of every document id: a shard whose index moved (another shard added before it)
+            # must be redone.
+            ShardTask(p.stem, [str(p)], out, cfg, {"input_fingerprint": f"{sha}:{i}", "shard_index": i})
             for i, (p, sha) in enumerate(inputs)
         ],
         "signatures",
