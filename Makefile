@@ -19,14 +19,14 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup eval-extract eval-langid eval-dedup reddit-api harvest-report
+.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
 	@echo "make test    - the test suite"
 	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
 	@echo "make lint    - ruff"
-	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract, bench-dedup); figures go to BENCHMARKS.md"
+	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract, bench-dedup, bench-tokenize); figures go to BENCHMARKS.md"
 	@echo "make eval-extract / eval-langid - extraction F1 and language decisions on real data"
 
 $(VENV)/.installed: pyproject.toml
@@ -65,7 +65,7 @@ WEBTEXT_DOMAINS ?= ../shared/data/webtext-domains/domains.txt
 harvest-report: venv
 	$(PY) -m pipeline harvest-report $(LINKS) --webtext $(WEBTEXT_DOMAINS)
 
-bench: bench-harvest bench-fetch bench-extract bench-dedup
+bench: bench-harvest bench-fetch bench-extract bench-dedup bench-tokenize
 
 bench-harvest: venv
 	$(PY) bench/harvest_bench.py --runs 5
@@ -85,6 +85,9 @@ bench-fetch: venv
 
 bench-extract: venv .venv-datatrove/.installed
 	$(PY) bench/extract_bench.py --runs 3
+
+bench-tokenize: venv
+	$(PY) bench/tokenize_bench.py --runs 7
 
 # Signatures/s against datasketch; then 1M generated documents end to end on 2 cores, against datatrove's MinHash.
 bench-dedup: venv .venv-datatrove/.installed

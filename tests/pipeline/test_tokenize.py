@@ -50,3 +50,19 @@ def test_shards_round_trip_with_eot_after_each_document(tmp_path):
         check_metadata("x", meta, "cl100k_base", None)
     with pytest.raises(PipelineError, match="format version 0"):
         check_metadata("x", meta | {"format_version": "0"}, "gpt2", None)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_tokens_are_encode_ordinary_of_real_text(tmp_path, shared, threads):
+    import json
+
+    pages = json.loads((shared / "html-benchmark" / "ground-truth.json").read_text())
+    texts = [p["articleBody"] for p in pages.values()][:40] + ["a literal <|endoftext|> is text here", ""]
+    src = tmp_path / "in" / "part-00000.parquet"
+    ids = [f"{i:016x}" for i in range(len(texts))]
+    write_parquet(pa.table({"url_hash": ids, "url": ids, "text": texts}), src)
+    cfg = TokenizeConfig(input=str(src.parent), output=str(tmp_path / "tok"), val_fraction=0.0, threads=threads)
+    tokenize_shard(ShardTask(shard_name(0), [str(src)], cfg.output, cfg))
+    enc = tokenizer("gpt2")
+    expected = [tok for t in texts for tok in enc.encode_ordinary(t) + [enc.eot_token]]
+    assert mmap_tokens(tmp_path / "tok" / "train" / "part-00000.arrow").tolist() == expected
