@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     hr.add_argument("args", nargs=argparse.REMAINDER)
     ra = sub.add_parser("reddit-api", help="fetch subreddit listings from the live Reddit API as dump files")
     ra.add_argument("args", nargs=argparse.REMAINDER)
+    wi = sub.add_parser("whereis", help="a token position -> its document, URL and Reddit submissions")
+    wi.add_argument("args", nargs=argparse.REMAINDER)
     return ap
 
 
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import reddit_api
 
             return reddit_api.main(args.args)
+        if args.command == "whereis":
+            from pipeline import whereis
+
+            return whereis.main(args.args)
         if args.command == "harvest-report":
             from pipeline import harvest_report
 

@@ -8,9 +8,12 @@ import pytest
 
 from model.train import TrainConfig
 from model.train import run as train_run
-from pipeline.cli import run_stage, stage_parts
+from pipeline.cli import main, run_stage, stage_parts
+from pipeline.dataset import read_parquet
+from pipeline.errors import PipelineError
 from pipeline.manifest import format_funnel
 from pipeline.runner import LocalRunner
+from pipeline.whereis import locate
 
 STAGES = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
 
@@ -77,6 +80,19 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
         assert m["rows_in"] - sum(m["drops"].values()) == m["rows_out"], m["stage"]
     for upstream, downstream in ((h, f), (f, x), (x, fl), (fl, d), (d, t)):
         assert upstream["rows_out"] == downstream["rows_in"]
+
+    # Any token position leads back to its document, URL and Reddit submissions.
+    shard = sorted((tmp_path / "tokens" / "train").glob("*.arrow"))[0]
+    docs = read_parquet(tmp_path / "tokens" / "docs" / f"{shard.stem}.parquet").to_pylist()
+    second = [r for r in docs if r["split"] == "train"][1]
+    where = locate(shard, second["token_start"] + 3)
+    assert where["document"]["url"] == second["url"] and where["document"]["offset_in_document"] == 3
+    assert where["reddit"]["score"] >= 3 and where["reddit"]["submission_ids"]
+    links = read_parquet(where["reddit"]["links_shard"]).to_pylist()
+    assert {r["url"] for r in links if r["url_hash"] == second["url_hash"]} == {second["url"]}
+    assert main(["whereis", str(shard), str(second["token_start"])]) == 0
+    with pytest.raises(PipelineError, match="outside the shard"):
+        locate(shard, 10**9)
 
     # The same data through the in-process runner gives byte-identical datasets.
     local = LocalRunner()

@@ -1,0 +1,81 @@
+"""whereis: a token position in a token shard -> its document -> its URL and the Reddit submissions behind it.
+
+    python -m pipeline whereis <tokens>/<split>/<shard>.arrow <position>
+
+The shard's provenance table (`<tokens>/docs/<shard>.parquet`) gives the document that holds the position; the
+stage manifests lead back through the datasets (tokenize <- dedup <- ... <- harvest) to the links row of its URL:
+Reddit score, submission ids, subreddits, first submission time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from pipeline.dataset import Dataset, read_parquet
+from pipeline.errors import PipelineError
+from pipeline.manifest import lineage
+from pipeline.resources import tokenizer
+from pipeline.token_format import mmap_tokens, read_metadata
+
+
+def locate(shard: str | Path, position: int, context: int = 8) -> dict[str, Any]:
+    shard = Path(shard)
+    tokens = mmap_tokens(shard)
+    if not 0 <= position < len(tokens):
+        raise PipelineError(f"{shard}: position {position} is outside the shard (0..{len(tokens) - 1})")
+    tokens_dir, split = shard.parent.parent, shard.parent.name
+    docs_path = tokens_dir / "docs" / f"{shard.stem}.parquet"
+    docs = read_parquet(docs_path)
+    docs = docs.filter(pc.equal(docs["split"], split)).sort_by("token_start")
+    starts = docs["token_start"].to_numpy()
+    i = int(np.searchsorted(starts, position, side="right")) - 1
+    if i < 0:
+        raise PipelineError(f"{docs_path}: no document of split {split!r} starts at or before token {position}")
+    doc = docs.slice(i, 1).to_pylist()[0]
+    enc = tokenizer(read_metadata(shard).get("tokenizer", "gpt2"))
+    lo, hi = max(doc["token_start"], position - context), min(doc["token_start"] + doc["n_tokens"], position + context)
+    return {
+        "shard": str(shard),
+        "position": position,
+        "token": int(tokens[position]),
+        "context": enc.decode(tokens[lo:hi].tolist()),
+        "document": {
+            "url_hash": doc["url_hash"],
+            "url": doc["url"],
+            "split": split,
+            "token_start": doc["token_start"],
+            "n_tokens": doc["n_tokens"],
+            "offset_in_document": position - doc["token_start"],
+        },
+        "reddit": reddit_of(tokens_dir, doc["url_hash"]),
+    }
+
+
+def reddit_of(tokens_dir: Path, url_hash: str) -> dict[str, Any] | None:
+    """The links row (harvest output) of a document, found through the stage manifests; None if not there."""
+    harvested = [path for path, m in lineage(tokens_dir) if m["stage"] == "harvest"]
+    if not harvested:
+        return None
+    for shard in Dataset(harvested[0]).shard_files(".parquet"):
+        links = read_parquet(shard)
+        row = links.filter(pc.equal(links["url_hash"], url_hash))
+        if row.num_rows:
+            r = row.to_pylist()[0]
+            keys = ("score", "n_submissions", "submission_ids", "subreddits", "first_created_utc", "domain")
+            return {k: r[k] for k in keys if k in r} | {"links_shard": str(shard)}
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline whereis", description=__doc__.splitlines()[0])
+    ap.add_argument("shard", help="a token shard: <tokens>/train/part-00000.arrow")
+    ap.add_argument("position", type=int, help="token position in that shard")
+    args = ap.parse_args(argv)
+    print(json.dumps(locate(args.shard, args.position), indent=2, ensure_ascii=False))
+    return 0
