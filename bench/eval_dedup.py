@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.sparse import csr_matrix
 
-from pipeline.dedup import DedupConfig, find_duplicates, lsh_params, signature_table
+from pipeline.dedup import DedupConfig, find_duplicates, signature_table
 from pipeline.minhash import shingles
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +204,7 @@ def plot(curve: list[dict], cfg: DedupConfig, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    b, r = lsh_params(cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows)
+    b, r = cfg.lsh
     x = [float(c["jaccard"].split("-")[0]) + 0.05 for c in curve]
     y = [c["judged_duplicate"] / c["pairs"] if c["pairs"] else np.nan for c in curve]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -227,7 +227,7 @@ def main() -> int:
     args = ap.parse_args()
     cfg = DedupConfig(input="-", output="-", verify=args.verify, bands=args.bands, rows=args.rows)
     result = {"config": {k: getattr(cfg, k) for k in ("ngram", "num_perm", "threshold", "verify")}}
-    result["lsh"] = dict(zip(("bands", "rows"), lsh_params(cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows)))
+    result["lsh"] = dict(zip(("bands", "rows"), cfg.lsh))
     result["planted"] = planted(cfg, args.seed)
     result["handbook"] = handbook(cfg)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ Four phases; only ids and hashes cross tasks, never texts (docs/DEDUP.md has the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,9 +50,14 @@ class DedupConfig(StageConfig):
     verify: Literal["signature", "exact", "none"] = "signature"
     partitions: int = Field(16, ge=1, le=4096)  # shuffle partitions: phase-2 tasks
 
+    @property
+    def lsh(self) -> tuple[int, int]:
+        """(bands, rows) in use: as set, or chosen from the threshold."""
+        return lsh_params(self.threshold, self.num_perm, self.bands, self.rows)
+
     @model_validator(mode="after")
     def _bands_fit(self) -> DedupConfig:
-        b, r = lsh_params(self.threshold, self.num_perm, self.bands, self.rows)
+        b, r = self.lsh
         if b * r > self.num_perm:
             raise ValueError(f"bands x rows = {b} x {r} needs more than num_perm = {self.num_perm} values")
         return self
@@ -114,14 +120,22 @@ def signature_table(docs: pa.Table, cfg: DedupConfig) -> pa.Table:
     return pa.table(columns, schema=signature_schema(cfg.num_perm, exact))
 
 
-def minhash_matrix(sigs: pa.Table) -> np.ndarray:
-    """(n, num_perm) uint32 view of the signature column, without a copy when it is one chunk."""
-    col = sigs.column("minhash")
+def _rows_view(col: pa.ChunkedArray, flat: Callable[[pa.Array], np.ndarray], width: int) -> np.ndarray:
+    """(n, width) numpy view of a fixed-width column whose values `flat` exposes as one array; no copy when the
+    column is one chunk (as read from a memory-mapped file)."""
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    width = arr.type.list_size
-    return arr.values.to_numpy(zero_copy_only=False)[arr.offset * width : (arr.offset + len(arr)) * width].reshape(
-        -1, width
-    )
+    return flat(arr)[arr.offset * width : (arr.offset + len(arr)) * width].reshape(-1, width)
+
+
+def minhash_matrix(sigs: pa.Table) -> np.ndarray:
+    """(n, num_perm) uint32 signatures."""
+    col = sigs.column("minhash")
+    return _rows_view(col, lambda a: a.values.to_numpy(zero_copy_only=False), col.type.list_size)
+
+
+def key_matrix(sigs: pa.Table) -> np.ndarray:
+    """(n, 2) uint64: the 16-byte exact keys."""
+    return _rows_view(sigs.column("text_key"), lambda a: np.frombuffer(a.buffers()[1] or b"", dtype=np.uint64), 2)
 
 
 def band_keys(minhash: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -135,18 +149,10 @@ def band_keys(minhash: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return key
 
 
-def key_matrix(sigs: pa.Table) -> np.ndarray:
-    """(n, 2) uint64 view of the 16-byte exact keys."""
-    col = sigs.column("text_key")
-    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    data = np.frombuffer(arr.buffers()[1], dtype=np.uint64) if len(arr) else np.empty(0, np.uint64)
-    return data[arr.offset * 2 : (arr.offset + len(arr)) * 2].reshape(-1, 2)
-
-
 def shuffle_entries(sigs: pa.Table, shard_index: int, cfg: DedupConfig) -> list[pa.Table]:
     """One table per partition: (band, key, doc) for every band of every document, plus band = bands for the exact
     key. doc = shard_index << 32 | row, a global id that needs no coordination."""
-    bands, rows = lsh_params(cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows)
+    bands, rows = cfg.lsh
     n = sigs.num_rows
     keys = np.concatenate([band_keys(minhash_matrix(sigs), bands, rows), key_matrix(sigs)[:, :1]], 1)
     band = np.broadcast_to(np.arange(bands + 1, dtype=np.uint16), keys.shape).ravel()
@@ -203,7 +209,7 @@ class SignatureStore:
     """The signature files of every shard, memory-mapped: rows fetched by global doc id without reading the rest."""
 
     def __init__(self, paths: list[str]):
-        self.tables = [ipc.open_file(pa.memory_map(p)).read_all() for p in paths]
+        self.tables = [read_arrow(p) for p in paths]
         self.matrices = [minhash_matrix(t) for t in self.tables]
         self.keys = [key_matrix(t) for t in self.tables]
 
@@ -287,14 +293,21 @@ def clusters_to_removals(a: np.ndarray, b: np.ndarray, store: SignatureStore) ->
     ).sort_by("url_hash")
 
 
+def removals(edge_tables: list[pa.Table], store: SignatureStore, cfg: DedupConfig) -> tuple[pa.Table, int, int]:
+    """Phase 3: the candidate edges of every partition -> (removal list, candidate edges, verified edges)."""
+    edges = pa.concat_tables(edge_tables) if edge_tables else EDGE_SCHEMA.empty_table()
+    edges = unique_edges(edges)  # a pair found in several bands lands in several partitions
+    a, b = verified(edges, store, cfg)
+    return clusters_to_removals(a, b, store), edges.num_rows, len(a)
+
+
 def find_duplicates(sigs: pa.Table, cfg: DedupConfig, workdir: Path) -> pa.Table:
     """All phases in one process, for one signature table: what the stage computes over many."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "signatures.arrow"
     write_arrow(sigs, path)
-    edges = pa.concat_tables([candidate_edges(t) for t in shuffle_entries(sigs, 0, cfg)])
-    store = SignatureStore([str(path)])
-    return clusters_to_removals(*verified(edges, store, cfg), store)
+    edges = [candidate_edges(t) for t in shuffle_entries(sigs, 0, cfg)]
+    return removals(edges, SignatureStore([str(path)]), cfg)[0]
 
 
 # ---- Ray layer ----
@@ -334,12 +347,8 @@ def bucket_task(task: ShardTask) -> dict[str, Any]:
 
 def cluster_task(task: ShardTask) -> dict[str, Any]:
     cfg: DedupConfig = task.config
-    edge_files, sig_files = task.extra["edges"], task.extra["signatures"]
-    edges = pa.concat_tables([read_arrow(p) for p in edge_files]) if edge_files else EDGE_SCHEMA.empty_table()
-    edges = unique_edges(edges)  # a pair found in several bands lands in several partitions
-    store = SignatureStore(sig_files)
-    a, b = verified(edges, store, cfg)
-    removed = clusters_to_removals(a, b, store)
+    store = SignatureStore(task.extra["signatures"])
+    removed, candidates, kept = removals([read_arrow(p) for p in task.extra["edges"]], store, cfg)
     out = Path(task.output) / "_work" / "removed.parquet"
     write_parquet(removed, out)
     n_docs = sum(t.num_rows for t in store.tables)
@@ -348,7 +357,7 @@ def cluster_task(task: ShardTask) -> dict[str, Any]:
         [out],
         rows_in=n_docs,
         rows_out=n_docs - removed.num_rows,
-        extra={"candidate_edges": edges.num_rows, "verified_edges": int(len(a))},
+        extra={"candidate_edges": candidates, "verified_edges": kept},
         records_dir="_work/clusters",
     )
 
@@ -431,8 +440,4 @@ def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
         "remove",
     )
     extra = {k: cluster_rec[k] for k in ("candidate_edges", "verified_edges")}
-    return run_.finish(
-        shards,
-        extra=extra
-        | {"lsh": dict(zip(("bands", "rows"), lsh_params(cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows)))},
-    )
+    return run_.finish(shards, extra=extra | {"lsh": dict(zip(("bands", "rows"), cfg.lsh))})

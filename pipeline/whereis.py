@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from pipeline.dataset import Dataset, read_parquet
+from pipeline.dataset import Dataset, read_parquet, shard_name
 from pipeline.errors import PipelineError
+from pipeline.harvest import bucket_of
 from pipeline.manifest import lineage
 from pipeline.resources import tokenizer
 from pipeline.token_format import mmap_tokens, read_metadata
@@ -53,23 +54,25 @@ def locate(shard: str | Path, position: int, context: int = 8) -> dict[str, Any]
             "n_tokens": doc["n_tokens"],
             "offset_in_document": position - doc["token_start"],
         },
-        "reddit": reddit_of(tokens_dir, doc["url_hash"]),
+        "reddit": reddit_of(tokens_dir, doc["url"], doc["url_hash"]),
     }
 
 
-def reddit_of(tokens_dir: Path, url_hash: str) -> dict[str, Any] | None:
-    """The links row (harvest output) of a document, found through the stage manifests; None if not there."""
-    harvested = [path for path, m in lineage(tokens_dir) if m["stage"] == "harvest"]
+def reddit_of(tokens_dir: Path, url: str, url_hash: str) -> dict[str, Any] | None:
+    """The links row (harvest output) of a document, found through the stage manifests; None if not there. Harvest
+    put the URL in the shard of its bucket, so only that shard is read."""
+    harvested = [(path, m) for path, m in lineage(tokens_dir) if m["stage"] == "harvest"]
     if not harvested:
         return None
-    for shard in Dataset(harvested[0]).shard_files(".parquet"):
-        links = read_parquet(shard)
-        row = links.filter(pc.equal(links["url_hash"], url_hash))
-        if row.num_rows:
-            r = row.to_pylist()[0]
-            keys = ("score", "n_submissions", "submission_ids", "subreddits", "first_created_utc", "domain")
-            return {k: r[k] for k in keys if k in r} | {"links_shard": str(shard)}
-    return None
+    path, manifest = harvested[0]
+    shard = Dataset(path).path / f"{shard_name(bucket_of(url, manifest['config']['num_shards']))}.parquet"
+    links = read_parquet(shard)
+    row = links.filter(pc.equal(links["url_hash"], url_hash))
+    if not row.num_rows:
+        return None
+    r = row.to_pylist()[0]
+    keys = ("score", "n_submissions", "submission_ids", "subreddits", "first_created_utc", "domain")
+    return {k: r[k] for k in keys if k in r} | {"links_shard": str(shard)}
 
 
 def main(argv: list[str] | None = None) -> int:
