@@ -1,9 +1,10 @@
 """make bench-tokenize: MB/s per core of the tokenize stage's shard task against raw tiktoken
 `encode_ordinary_batch` on the same texts, in the same run (one thread each: per core).
 
-The shard: the html-benchmark articles repeated to ~9 MB of text, as a dedup-output parquet shard. Ours = what one
-tokenize task does: read the shard, encode, append EOT, split train/val by hash, flatten to uint16, write the token
-shards and the provenance table.
+The shard: the html-benchmark articles repeated to ~9 MB of text, as a finished dedup-output dataset of one shard.
+Ours = the whole tokenize stage in-process on one core (threads=1): read the shard, encode, append EOT, split
+train/val by hash, write the document shard and the encoded tokens, pack them into token shards of 1M tokens with
+their indexes, hash every file, write the stage manifest.
 
     python bench/tokenize_bench.py [--repeat 10] [--runs 5]
 """
@@ -22,10 +23,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.dataset import write_parquet
+from pipeline.dataset import file_entry, write_json, write_parquet
 from pipeline.resources import tokenizer
-from pipeline.stage import ShardTask
-from pipeline.tokenize import TokenizeConfig, tokenize_shard
+from pipeline.runner import LocalRunner
+from pipeline.tokenize import TokenizeConfig
+from pipeline.tokenize import run as tokenize_run
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -48,14 +50,20 @@ def main() -> int:
             ),
             shard,
         )
-        cfg = TokenizeConfig(input=str(shard.parent), output=str(Path(tmp) / "out"), threads=1)
+        entry = file_entry(shard, shard.parent)
+        write_json(
+            shard.parent / "_stage.json",
+            {"stage": "dedup", "output_fingerprint": entry["sha256"], "shards": [{"files": [entry]}]},
+        )
         raw, ours = [], []
-        for _ in range(args.runs):  # interleaved
+        for i in range(args.runs):  # interleaved
             t = time.perf_counter()
             enc.encode_ordinary_batch(texts, num_threads=1)
             raw.append(mb / (time.perf_counter() - t))
+            out = str(Path(tmp) / f"out-{i}")
+            cfg = TokenizeConfig(input=str(shard.parent), output=out, threads=1, shard_tokens=1_000_000)
             t = time.perf_counter()
-            tokenize_shard(ShardTask("part-00000", [str(shard)], cfg.output, cfg, {"input_fingerprint": "x"}))
+            tokenize_run(cfg, LocalRunner())
             ours.append(mb / (time.perf_counter() - t))
     r, o = statistics.median(raw), statistics.median(ours)
     ratio = statistics.median(y / x for x, y in zip(raw, ours))

@@ -12,19 +12,30 @@ from pipeline.errors import PipelineError
 from pipeline.token_format import check_metadata, mmap_tokens, read_metadata
 
 
+def token_files(data: str | Path, split: str) -> list[Path]:
+    """A split's token shards, from a `tokenize` output directory or a local corpus manifest (see
+    pipeline/published.py: `download` makes a remote corpus local)."""
+    p = Path(data)
+    if p.suffix == ".json" or (p / "manifest.json").is_file():
+        from pipeline.published import token_files as from_manifest
+
+        return from_manifest(p, split)
+    return Dataset(p).shard_files(".arrow", subdir=split)
+
+
 class TokenData:
     """All shards of one split. Windows are drawn uniformly over token positions (shards weighted by length)."""
 
     def __init__(
         self,
-        tokens_dir: str | Path,
+        tokens_dir: str | Path,  # a tokenize output or a local manifest.json
         split: str,
         tokenizer: str = "gpt2",
         vocab_sha256: str | None = None,
         rank: int = 0,
         world_size: int = 1,
     ):
-        files = Dataset(tokens_dir).shard_files(".arrow", subdir=split)
+        files = token_files(tokens_dir, split)
         # Each DDP rank reads its own share of the shards (all of them when there are fewer shards than ranks).
         mine = files[rank::world_size] if len(files) >= world_size else files
         self.arrays: list[np.ndarray] = []

@@ -30,7 +30,7 @@ from pipeline.errors import PipelineError
 
 
 class TrainConfig(StageConfig):
-    data: str  # a `tokenize` output directory
+    data: str  # a `tokenize` output directory, or a corpus manifest (path or URI: s3://bucket/owt/1.0.0/manifest.json)
     out_dir: str
     model: str = "gpt2"  # a preset of model.gpt.PRESETS
     n_layer: int | None = None  # overrides of the preset
@@ -304,10 +304,19 @@ def plot_losses(out_dir: Path) -> Path | None:
     return path
 
 
+def local_data(data: str) -> str:
+    """A corpus URI (s3://.../manifest.json) is downloaded, verified, once; local paths are made absolute."""
+    if "://" in data and not data.startswith("file://"):
+        from pipeline.published import download
+
+        return str(download(data, Path("runs/corpora")).resolve())
+    return str(Path(data.removeprefix("file://")).resolve())
+
+
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or reuse a finished run with the same config) and return the summary from final.json."""
     # Absolute paths: Ray Train workers run in their own working directory.
-    cfg = cfg.model_copy(update={"data": str(Path(cfg.data).resolve()), "out_dir": str(Path(cfg.out_dir).resolve())})
+    cfg = cfg.model_copy(update={"data": local_data(cfg.data), "out_dir": str(Path(cfg.out_dir).resolve())})
     out = Path(cfg.out_dir)
     final = out / "final.json"
     if final.is_file():

@@ -152,6 +152,7 @@ class StageRun:
         rows_in: int | None = None,
         drops: dict[str, int] | None = None,
         extra: dict[str, Any] | None = None,
+        rows_out: int | None = None,
     ) -> dict[str, Any]:
         total_drops: Counter = Counter()
         for s in shards:
@@ -166,7 +167,7 @@ class StageRun:
             "config_fingerprint": self.identity["config"],
             "inputs": self.inputs,
             "rows_in": sum(s["rows_in"] for s in shards) if rows_in is None else rows_in,
-            "rows_out": sum(s["rows_out"] for s in shards),
+            "rows_out": sum(s["rows_out"] for s in shards) if rows_out is None else rows_out,
             "drops": dict(sorted(total_drops.items())),
             "shards": shards,
             "output_fingerprint": hashlib.sha256(json.dumps(sorted(hashes)).encode()).hexdigest(),

@@ -1,11 +1,19 @@
-"""tokenize: documents -> GPT-2 token shards (uint16, EOT after every document), split train/val by doc hash.
+"""tokenize: documents -> GPT-2 token shards of a set size (uint16, EOT after every document), split by doc hash.
 
-Per input shard: `train/<shard>.arrow`, `val/<shard>.arrow` (see pipeline/token_format.py) and
-`docs/<shard>.parquet`, which maps each document to its split, token offset and length (provenance).
+Two phases, each resumable shard by shard:
+
+1. encode (one task per input shard): tiktoken over every document (threads), EOT after each; writes the
+   published document shard `documents/<shard>.parquet` (every input column + `split`) and, under `_work/`, the
+   shard's tokens per split with each document's length.
+2. pack (one task per output shard): the encoded documents, in input order, cut at document boundaries into
+   shards of about `shard_tokens` tokens: `train/tokens-00000.arrow`, `val/tokens-00000.arrow` (format:
+   pipeline/token_format.py) and beside each its index `index/<split>-00000.parquet`: per document its token
+   start and length in the shard and where its text is (documents file, row). `_work/` is removed at the end.
 """
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -16,11 +24,14 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.config import StageConfig
-from pipeline.dataset import read_parquet, write_parquet
+from pipeline.dataset import Dataset, read_parquet, write_parquet
 from pipeline.errors import PipelineError
 from pipeline.resources import tokenizer, vocab_sha256
-from pipeline.stage import ShardTask, finish_shard, run_shardwise
-from pipeline.token_format import write_token_shard
+from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard
+from pipeline.token_format import mmap_tokens, write_token_shard
+
+SPLITS = ("train", "val")
+WORK = "_work/encoded"
 
 
 class TokenizeConfig(StageConfig):
@@ -28,6 +39,8 @@ class TokenizeConfig(StageConfig):
     output: str
     tokenizer: str = "gpt2"
     val_fraction: float = Field(0.0005, ge=0.0, le=1.0)  # nanoGPT's OpenWebText split
+    # ~100M tokens = 200 MB a shard: few files for 9B tokens, each small enough to hash, copy and map at once.
+    shard_tokens: int = Field(100_000_000, ge=1)
     threads: int = Field(2, ge=1)
 
     transport_keys = frozenset({"threads"})
@@ -38,82 +51,176 @@ def split_of(url_hash: str, val_fraction: float) -> str:
     return "val" if int(url_hash, 16) / 2**64 < val_fraction else "train"
 
 
-DOCS_SCHEMA = pa.schema(
+LENGTHS_SCHEMA = pa.schema([("row", pa.int64()), ("n_tokens", pa.int64())])
+INDEX_SCHEMA = pa.schema(
     [
-        ("url_hash", pa.string()),
-        ("url", pa.string()),
-        ("split", pa.string()),
         ("token_start", pa.int64()),
-        ("n_tokens", pa.int64()),
+        ("n_tokens", pa.int64()),  # EOT included
+        ("url_hash", pa.string()),
+        ("documents_file", pa.string()),  # relative to the dataset root
+        ("documents_row", pa.int64()),
     ]
 )
 
 
-def tokenize_shard(task: ShardTask) -> dict[str, Any]:
-    cfg: TokenizeConfig = task.config
-    (path,) = task.inputs
-    t = read_parquet(path, columns=["url_hash", "url", "text"])
-    enc = tokenizer(cfg.tokenizer)
+def token_meta(cfg: TokenizeConfig, eot: int) -> dict[str, str]:
+    return {"tokenizer": cfg.tokenizer, "vocab_sha256": vocab_sha256(cfg.tokenizer), "eot_token": str(eot)}
+
+
+def encode_texts(texts: list[str], name: str, threads: int) -> list[np.ndarray]:
+    enc = tokenizer(name)
     if enc.n_vocab > 1 << 16:
-        raise PipelineError(f"tokenizer {cfg.tokenizer!r} has {enc.n_vocab:,} tokens: more than uint16 shards hold")
+        raise PipelineError(f"tokenizer {name!r} has {enc.n_vocab:,} tokens: more than uint16 shards hold")
     # encode_to_numpy with no special tokens is encode_ordinary, straight into a uint32 array: no Python list of ints
     # per document (faster than encode_ordinary_batch itself; make bench-tokenize).
     encode = partial(enc.encode_to_numpy, disallowed_special=())
-    texts = t.column("text").to_pylist()
-    if cfg.threads > 1:
-        with ThreadPoolExecutor(cfg.threads) as pool:
-            encoded = list(pool.map(encode, texts))
-    else:
-        encoded = [encode(x) for x in texts]
-    ids, urls = t.column("url_hash").to_pylist(), t.column("url").to_pylist()
-    eot = np.array([enc.eot_token], dtype=np.uint32)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "val": []}
-    pos = {"train": 0, "val": 0}
-    docs: dict[str, list[Any]] = {name: [] for name in DOCS_SCHEMA.names}
-    for uid, url, toks in zip(ids, urls, encoded):
-        split = split_of(uid, cfg.val_fraction)
-        n = len(toks) + 1  # EOT after every document
-        for k, v in (
-            ("url_hash", uid),
-            ("url", url),
-            ("split", split),
-            ("token_start", pos[split]),
-            ("n_tokens", n),
-        ):
-            docs[k].append(v)
-        parts[split] += (toks, eot)
-        pos[split] += n
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(encode, texts))
+    return [encode(x) for x in texts]
+
+
+def encode_shard(task: ShardTask) -> dict[str, Any]:
+    cfg: TokenizeConfig = task.config
+    (path,) = task.inputs
+    docs = read_parquet(path)
+    encoded = encode_texts(docs.column("text").to_pylist(), cfg.tokenizer, cfg.threads)
+    eot_id = tokenizer(cfg.tokenizer).eot_token
+    eot = np.array([eot_id], dtype=np.uint32)
+    splits = [split_of(h, cfg.val_fraction) for h in docs.column("url_hash").to_pylist()]
     out = Path(task.output)
-    meta = {
-        "tokenizer": cfg.tokenizer,
-        "vocab_sha256": vocab_sha256(cfg.tokenizer),
-        "eot_token": str(enc.eot_token),
-        "source_shard": task.name,
-    }
-    files = []
-    for split, arrays in parts.items():
-        flat = np.concatenate(arrays).astype(np.uint16) if arrays else np.empty(0, np.uint16)
-        p = out / split / f"{task.name}.arrow"
-        write_token_shard(p, flat, meta | {"split": split, "n_docs": str(len(arrays) // 2)})
-        files.append(p)
-    docs_path = out / "docs" / f"{task.name}.parquet"
-    write_parquet(pa.table(docs, schema=DOCS_SCHEMA), docs_path)
-    files.append(docs_path)
+    documents = out / "documents" / f"{task.name}.parquet"
+    write_parquet(docs.append_column("split", pa.array(splits, pa.string())), documents)
+    files, tokens, counts = [documents], {}, {}
+    for split in SPLITS:
+        rows = [i for i, s in enumerate(splits) if s == split]
+        flat = np.concatenate([a for i in rows for a in (encoded[i], eot)]) if rows else np.empty(0, np.uint32)
+        tok_path, len_path = out / WORK / split / f"{task.name}.arrow", out / WORK / split / f"{task.name}.parquet"
+        write_token_shard(tok_path, flat.astype(np.uint16), token_meta(cfg, eot_id))
+        lengths = [len(encoded[i]) + 1 for i in rows]
+        write_parquet(pa.table({"row": rows, "n_tokens": lengths}, schema=LENGTHS_SCHEMA), len_path)
+        files += [tok_path, len_path]
+        tokens[split], counts[split] = int(sum(lengths)), len(rows)
     return finish_shard(
         task,
         files,
-        rows_in=t.num_rows,
-        rows_out=t.num_rows,
-        extra={
-            "tokens": {"train": pos["train"], "val": pos["val"]},
-            "docs": {k: len(v) // 2 for k, v in parts.items()},
-        },
+        rows_in=docs.num_rows,
+        rows_out=docs.num_rows,
+        extra={"tokens": tokens, "docs": counts},
+        records_dir="_encode",
     )
 
 
-def _totals(shards: list[dict[str, Any]]) -> dict[str, Any]:
-    return {key: {s: sum(r[key][s] for r in shards) for s in ("train", "val")} for key in ("tokens", "docs")}
+def layout(encoded: list[tuple[str, dict[str, pa.Table]]], split: str, shard_tokens: int) -> list[list[dict[str, Any]]]:
+    """Output shards of one split as lists of pieces (a run of consecutive documents of one encoded shard).
+
+    A shard closes at the first document boundary at or past `shard_tokens`, so documents are never cut and every
+    shard but the last holds at least `shard_tokens` tokens (and less than that plus one document)."""
+    shards: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    filled = 0
+    for name, by_split in encoded:
+        lengths = by_split[split].column("n_tokens").to_numpy()
+        rows = by_split[split].column("row").to_numpy()
+        ends = np.cumsum(lengths)
+        lo = 0  # first document of this encoded shard not yet placed
+        while lo < len(lengths):
+            base = ends[lo - 1] if lo else 0
+            # the first document whose end reaches the remaining room closes the shard
+            room = shard_tokens - filled
+            hi = int(np.searchsorted(ends - base, room, side="left")) + 1
+            hi = min(hi, len(lengths))
+            current.append(
+                {
+                    "source": name,
+                    "token_lo": int(base),
+                    "token_hi": int(ends[hi - 1]),
+                    "rows": rows[lo:hi].tolist(),
+                    "lengths": lengths[lo:hi].tolist(),
+                }
+            )
+            filled += int(ends[hi - 1] - base)
+            lo = hi
+            if filled >= shard_tokens:
+                shards.append(current)
+                current, filled = [], 0
+    if current:
+        shards.append(current)
+    return shards
+
+
+def pack_shard(task: ShardTask) -> dict[str, Any]:
+    cfg: TokenizeConfig = task.config
+    split, pieces = task.extra["split"], task.extra["pieces"]
+    out = Path(task.output)
+    arrays, index = [], {name: [] for name in INDEX_SCHEMA.names}
+    start = 0
+    for p in pieces:
+        src = out / WORK / split / f"{p['source']}.arrow"
+        arrays.append(mmap_tokens(src)[p["token_lo"] : p["token_hi"]])
+        url_hashes = read_parquet(out / "documents" / f"{p['source']}.parquet", columns=["url_hash"]).column(0)
+        starts = start + np.concatenate([[0], np.cumsum(p["lengths"])[:-1]])
+        index["token_start"] += starts.tolist()
+        index["n_tokens"] += p["lengths"]
+        index["url_hash"] += url_hashes.take(p["rows"]).to_pylist()
+        index["documents_file"] += [f"documents/{p['source']}.parquet"] * len(p["rows"])
+        index["documents_row"] += p["rows"]
+        start += p["token_hi"] - p["token_lo"]
+    tokens = np.concatenate(arrays) if arrays else np.empty(0, np.uint16)
+    enc = tokenizer(cfg.tokenizer)
+    meta = token_meta(cfg, enc.eot_token) | {"split": split, "n_docs": str(len(index["url_hash"]))}
+    tok_path = out / split / f"tokens-{task.name.rsplit('-', 1)[1]}.arrow"
+    write_token_shard(tok_path, tokens, meta)
+    idx_path = out / "index" / f"{task.name}.parquet"
+    write_parquet(pa.table(index, schema=INDEX_SCHEMA), idx_path)
+    n_docs = len(index["url_hash"])
+    return finish_shard(
+        task,
+        [tok_path, idx_path],
+        rows_in=n_docs,
+        rows_out=n_docs,
+        extra={"split": split, "tokens": len(tokens), "documents": n_docs},
+        records_dir="_pack",
+    )
 
 
 def run(cfg: TokenizeConfig, runner, overwrite: bool = False) -> dict[str, Any]:
-    return run_shardwise("tokenize", cfg, tokenize_shard, runner, overwrite, desc="documents", totals=_totals)
+    src = Dataset(cfg.input)
+    run_ = StageRun("tokenize", cfg, cfg.output, {str(src.path): src.fingerprint()}, runner, overwrite)
+    if run_.reused:
+        return run_.out.manifest() | {"reused": True}
+    out = run_.out.path.resolve()
+    enc_tasks = [
+        ShardTask(p.stem, [str(p.resolve())], str(out), cfg, {"input_fingerprint": sha})
+        for p, sha in src.shard_entries(".parquet")
+    ]
+    encoded = run_.map(encode_shard, enc_tasks, "documents", records_dir="_encode")
+    lengths = [(t.name, {s: read_parquet(out / WORK / s / f"{t.name}.parquet") for s in SPLITS}) for t in enc_tasks]
+    enc_fp = combined_fingerprint([f["sha256"] for r in encoded for f in r["files"]])
+    pack_tasks = []
+    for split in SPLITS:
+        for i, pieces in enumerate(layout(lengths, split, cfg.shard_tokens)):
+            # the same pieces from the same encoded bytes: the packed shard on disk is still right
+            fp = combined_fingerprint([enc_fp, repr([(p["source"], p["token_lo"], p["token_hi"]) for p in pieces])])
+            pack_tasks.append(
+                ShardTask(
+                    f"{split}-{i:05d}", [], str(out), cfg, {"split": split, "pieces": pieces, "input_fingerprint": fp}
+                )
+            )
+    packed = run_.map(pack_shard, pack_tasks, "token shards", records_dir="_pack")
+    shards = [{**r, "files": [f for f in r["files"] if not f["path"].startswith("_work/")]} for r in encoded]
+    shards += packed
+    totals = {
+        "tokens": {s: sum(r["tokens"][s] for r in encoded) for s in SPLITS},
+        "docs": {s: sum(r["docs"][s] for r in encoded) for s in SPLITS},
+        "token_shards": {s: sum(r["split"] == s for r in packed) for s in SPLITS},
+    }
+    for s in SPLITS:
+        packed_tokens = sum(r["tokens"] for r in packed if r["split"] == s)
+        if packed_tokens != totals["tokens"][s]:
+            raise PipelineError(f"tokenize: {s} shards hold {packed_tokens:,} tokens, encoded {totals['tokens'][s]:,}")
+    # Documents are counted once, by their document shards (the token shards hold the same documents).
+    docs_total = sum(r["rows_out"] for r in encoded)
+    manifest = run_.finish(shards, rows_in=docs_total, rows_out=docs_total, extra=totals)
+    shutil.rmtree(out / "_work", ignore_errors=True)
+    return manifest

@@ -1,10 +1,10 @@
 """whereis: a token position in a token shard -> its document -> its URL and the Reddit submissions behind it.
 
-    python -m pipeline whereis <tokens>/<split>/<shard>.arrow <position>
+    python -m pipeline whereis <tokens>/<split>/tokens-<n>.arrow <position>
 
-The shard's provenance table (`<tokens>/docs/<shard>.parquet`) gives the document that holds the position; the
-stage manifests lead back through the datasets (tokenize <- dedup <- ... <- harvest) to the links row of its URL:
-Reddit score, submission ids, subreddits, first submission time.
+The shard's index (`<tokens>/index/<split>-<n>.parquet`) gives the document that holds the position and its row in
+the document shards; the stage manifests lead back through the datasets (tokenize <- dedup <- ... <- harvest) to
+the links row of its URL: Reddit score, submission ids, subreddits, first submission time.
 """
 
 from __future__ import annotations
@@ -25,20 +25,26 @@ from pipeline.resources import tokenizer
 from pipeline.token_format import mmap_tokens, read_metadata
 
 
+def index_of(shard: Path) -> Path:
+    """<tokens>/<split>/tokens-00003.arrow -> <tokens>/index/<split>-00003.parquet"""
+    return shard.parent.parent / "index" / f"{shard.parent.name}-{shard.stem.rsplit('-', 1)[1]}.parquet"
+
+
 def locate(shard: str | Path, position: int, context: int = 8) -> dict[str, Any]:
     shard = Path(shard)
     tokens = mmap_tokens(shard)
     if not 0 <= position < len(tokens):
         raise PipelineError(f"{shard}: position {position} is outside the shard (0..{len(tokens) - 1})")
-    tokens_dir, split = shard.parent.parent, shard.parent.name
-    docs_path = tokens_dir / "docs" / f"{shard.stem}.parquet"
-    docs = read_parquet(docs_path)
-    docs = docs.filter(pc.equal(docs["split"], split)).sort_by("token_start")
-    starts = docs["token_start"].to_numpy()
+    tokens_dir = shard.parent.parent
+    index = read_parquet(index_of(shard))
+    starts = index["token_start"].to_numpy()
     i = int(np.searchsorted(starts, position, side="right")) - 1
     if i < 0:
-        raise PipelineError(f"{docs_path}: no document of split {split!r} starts at or before token {position}")
-    doc = docs.slice(i, 1).to_pylist()[0]
+        raise PipelineError(f"{index_of(shard)}: no document starts at or before token {position}")
+    doc = index.slice(i, 1).to_pylist()[0]
+    row = read_parquet(tokens_dir / doc["documents_file"]).slice(doc["documents_row"], 1).to_pylist()[0]
+    if row["url_hash"] != doc["url_hash"]:
+        raise PipelineError(f"{index_of(shard)} row {i}: points at another document in {doc['documents_file']}")
     enc = tokenizer(read_metadata(shard).get("tokenizer", "gpt2"))
     lo, hi = max(doc["token_start"], position - context), min(doc["token_start"] + doc["n_tokens"], position + context)
     return {
@@ -48,13 +54,15 @@ def locate(shard: str | Path, position: int, context: int = 8) -> dict[str, Any]
         "context": enc.decode(tokens[lo:hi].tolist()),
         "document": {
             "url_hash": doc["url_hash"],
-            "url": doc["url"],
-            "split": split,
+            "url": row["url"],
+            "split": row.get("split"),
+            "documents_file": doc["documents_file"],
+            "documents_row": doc["documents_row"],
             "token_start": doc["token_start"],
             "n_tokens": doc["n_tokens"],
             "offset_in_document": position - doc["token_start"],
         },
-        "reddit": reddit_of(tokens_dir, doc["url"], doc["url_hash"]),
+        "reddit": reddit_of(tokens_dir, row["url"], doc["url_hash"]),
     }
 
 
@@ -77,7 +85,7 @@ def reddit_of(tokens_dir: Path, url: str, url_hash: str) -> dict[str, Any] | Non
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline whereis", description=__doc__.splitlines()[0])
-    ap.add_argument("shard", help="a token shard: <tokens>/train/part-00000.arrow")
+    ap.add_argument("shard", help="a token shard: <tokens>/train/tokens-00000.arrow")
     ap.add_argument("position", type=int, help="token position in that shard")
     args = ap.parse_args(argv)
     print(json.dumps(locate(args.shard, args.position), indent=2, ensure_ascii=False))

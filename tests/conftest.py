@@ -46,3 +46,24 @@ def replay(demo_world):
 
     with ReplayServer(warc_files_in([demo_world / "web"])) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def finished_dataset():
+    """Write tables as the shards of a finished dataset (as if `stage` had written them): parquet + _stage.json."""
+    from pipeline.dataset import file_entry, shard_name, write_json, write_parquet
+
+    def make(path: Path, tables: list, stage: str = "dedup") -> Path:
+        shards = []
+        for i, table in enumerate(tables):
+            f = path / f"{shard_name(i)}.parquet"
+            write_parquet(table, f)
+            shards.append({"name": shard_name(i), "files": [file_entry(f, path)], "rows_out": table.num_rows})
+        fingerprint = "-".join(s["files"][0]["sha256"][:8] for s in shards)
+        rows = sum(t.num_rows for t in tables)
+        manifest = {"stage": stage, "output_fingerprint": fingerprint, "inputs": {}, "shards": shards, "config": {}}
+        manifest |= {"code_version": "test", "rows_in": rows, "rows_out": rows, "drops": {}, "wall_time_s": 0.0}
+        write_json(path / "_stage.json", manifest)
+        return path
+
+    return make

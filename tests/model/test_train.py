@@ -6,7 +6,6 @@ import pytest
 
 from model.data import TokenData
 from model.train import TrainConfig, lr_at, run
-from pipeline.dataset import shard_name, write_parquet
 from pipeline.errors import PipelineError
 from pipeline.runner import LocalRunner
 from pipeline.tokenize import TokenizeConfig
@@ -15,31 +14,22 @@ from pipeline.urls import url_hash
 
 
 @pytest.fixture(scope="module")
-def shakespeare_tokens(tmp_path_factory, shared):
+def shakespeare_tokens(tmp_path_factory, shared, finished_dataset):
     """Tiny Shakespeare, cut into 'documents' and tokenized by the real tokenize stage."""
     root = tmp_path_factory.mktemp("shakespeare")
     text = next((shared / "text").glob("*.txt")).read_text()
     paras = [p for p in text.split("\n\n") if p.strip()]
     chunks = ["\n\n".join(paras[i : i + 40]) for i in range(0, len(paras), 40)]
+    tables = []
     for s in range(2):
         part = chunks[s::2]
         urls = [f"http://shakespeare.example/{s}/{i}" for i in range(len(part))]
-        write_parquet(
-            pa.table({"url_hash": [url_hash(u) for u in urls], "url": urls, "text": part}),
-            root / "docs" / f"{shard_name(s)}.parquet",
-        )
-    from pipeline.dataset import write_json
-
-    write_json(
-        root / "docs" / "_stage.json",
-        {
-            "stage": "dedup",
-            "output_fingerprint": "shakespeare",
-            "inputs": {},
-            "shards": [{"name": shard_name(s), "files": [{"path": f"{shard_name(s)}.parquet"}]} for s in range(2)],
-        },
+        tables.append(pa.table({"url_hash": [url_hash(u) for u in urls], "url": urls, "text": part}))
+    finished_dataset(root / "docs", tables)
+    tokenize_run(
+        TokenizeConfig(input=str(root / "docs"), output=str(root / "tokens"), val_fraction=0.1, shard_tokens=100_000),
+        LocalRunner(),
     )
-    tokenize_run(TokenizeConfig(input=str(root / "docs"), output=str(root / "tokens"), val_fraction=0.1), LocalRunner())
     return root / "tokens"
 
 

@@ -1,14 +1,18 @@
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.dataset import read_parquet, shard_name, write_parquet
+from pipeline.dataset import Dataset, read_parquet
 from pipeline.errors import PipelineError
 from pipeline.resources import tokenizer, vocab_sha256
-from pipeline.stage import ShardTask
+from pipeline.runner import LocalRunner
 from pipeline.token_format import check_metadata, mmap_tokens, read_metadata
-from pipeline.tokenize import TokenizeConfig, split_of, tokenize_shard
+from pipeline.tokenize import TokenizeConfig, layout, split_of
+from pipeline.tokenize import run as tokenize_run
 from pipeline.urls import url_hash
+from pipeline.whereis import index_of
 
 
 def test_vocabulary_is_gpt2():
@@ -23,46 +27,160 @@ def test_split_by_hash_is_stable_and_proportional():
     assert all(split_of(i, 0.2) == "val" for i in val)  # a bigger val fraction only adds documents
 
 
-def test_shards_round_trip_with_eot_after_each_document(tmp_path):
-    texts = ["First document.", "Second one, a little longer.", "Third."]
-    ids = ["00" + "1" * 14, "ff" + "2" * 14, "10" + "3" * 14]  # first and last go to val at val_fraction=0.1
-    src = tmp_path / "in" / "part-00000.parquet"
-    write_parquet(pa.table({"url_hash": ids, "url": ["u1", "u2", "u3"], "text": texts}), src)
-    cfg = TokenizeConfig(input=str(src.parent), output=str(tmp_path / "tok"), val_fraction=0.1)
-    rec = tokenize_shard(ShardTask(shard_name(0), [str(src)], cfg.output, cfg))
-    enc = tokenizer("gpt2")
-    train = mmap_tokens(tmp_path / "tok" / "train" / "part-00000.arrow")
-    val = mmap_tokens(tmp_path / "tok" / "val" / "part-00000.arrow")
-    assert not train.flags.owndata and train.dtype == np.uint16  # memory-mapped, not copied
-    assert enc.decode(train.tolist()) == "Second one, a little longer.<|endoftext|>"
-    assert enc.decode(val.tolist()) == "First document.<|endoftext|>Third.<|endoftext|>"
-    docs = read_parquet(tmp_path / "tok" / "docs" / "part-00000.parquet").to_pylist()
-    third = [d for d in docs if d["url"] == "u3"][0]
-    assert (
-        enc.decode(val[third["token_start"] : third["token_start"] + third["n_tokens"]].tolist())
-        == "Third.<|endoftext|>"
-    )
-    assert rec["tokens"] == {"train": len(train), "val": len(val)}
-    meta = read_metadata(tmp_path / "tok" / "train" / "part-00000.arrow")
-    assert meta["vocab_sha256"] == vocab_sha256("gpt2") and meta["eot_position"] == "after"
-    check_metadata("x", meta, "gpt2", vocab_sha256("gpt2"))
-    with pytest.raises(PipelineError, match="tokenized with 'gpt2' but the model expects 'cl100k_base'"):
-        check_metadata("x", meta, "cl100k_base", None)
-    with pytest.raises(PipelineError, match="format version 0"):
-        check_metadata("x", meta | {"format_version": "0"}, "gpt2", None)
+def test_layout_cuts_at_document_boundaries_near_the_target():
+    rng = np.random.default_rng(0)
+    encoded = []
+    for s in range(5):
+        n = int(rng.integers(0, 40))
+        lengths = rng.integers(1, 300, size=n)
+        t = pa.table({"row": np.arange(n), "n_tokens": lengths})
+        encoded.append((f"part-{s:05d}", {"train": t}))
+    target = 1000
+    shards = layout(encoded, "train", target)
+    sizes = [sum(p["token_hi"] - p["token_lo"] for p in shard) for shard in shards]
+    assert all(target <= n < target + 300 for n in sizes[:-1]) and 0 < sizes[-1] < target + 300
+    pieces = [p for shard in shards for p in shard]
+    # every document exactly once, in input order, and the token ranges tile each encoded shard
+    assert [(p["source"], r) for p in pieces for r in p["rows"]] == [
+        (name, r) for name, by in encoded for r in by["train"].column("row").to_pylist()
+    ]
+    for name, by in encoded:
+        mine = [p for p in pieces if p["source"] == name]
+        ends = [p["token_hi"] for p in mine]
+        assert [p["token_lo"] for p in mine] == [0] + ends[:-1]
+        assert sum(p["lengths"] == [] for p in mine) == 0
+        assert (ends[-1] if ends else 0) == sum(by["train"].column("n_tokens").to_pylist())
+    assert layout(encoded, "train", 10**9) == [pieces_of_all(encoded)]
+
+
+def pieces_of_all(encoded):
+    out = []
+    for name, by in encoded:
+        lengths = by["train"].column("n_tokens").to_pylist()
+        if lengths:
+            rows = by["train"].column("row").to_pylist()
+            out.append({"source": name, "token_lo": 0, "token_hi": sum(lengths), "rows": rows, "lengths": lengths})
+    return out
+
+
+def corpus(shared, n_shards=3, per_shard=30):
+    pages = json.loads((shared / "html-benchmark" / "ground-truth.json").read_text())
+    texts = ["a literal <|endoftext|> is text here", ""] + [p["articleBody"] for p in pages.values()]
+    tables = []
+    for s in range(n_shards):
+        part = texts[s * per_shard : (s + 1) * per_shard]
+        urls = [f"http://example.com/{s}/{i}" for i in range(len(part))]
+        tables.append(
+            pa.table(
+                {
+                    "url_hash": [url_hash(u) for u in urls],
+                    "url": urls,
+                    "domain": ["example.com"] * len(part),
+                    "score": list(range(len(part))),
+                    "subreddits": [["news"]] * len(part),
+                    "text": part,
+                }
+            )
+        )
+    return tables
+
+
+@pytest.fixture()
+def tokenized(tmp_path, shared, finished_dataset):
+    src = finished_dataset(tmp_path / "deduped", corpus(shared))
+    cfg = TokenizeConfig(input=str(src), output=str(tmp_path / "tok"), val_fraction=0.2, shard_tokens=5000)
+    return tokenize_run(cfg, LocalRunner()), cfg, src
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_tokens_are_encode_ordinary_of_real_text(tmp_path, shared, threads):
-    import json
-
-    pages = json.loads((shared / "html-benchmark" / "ground-truth.json").read_text())
-    texts = [p["articleBody"] for p in pages.values()][:40] + ["a literal <|endoftext|> is text here", ""]
-    src = tmp_path / "in" / "part-00000.parquet"
-    ids = [f"{i:016x}" for i in range(len(texts))]
-    write_parquet(pa.table({"url_hash": ids, "url": ids, "text": texts}), src)
-    cfg = TokenizeConfig(input=str(src.parent), output=str(tmp_path / "tok"), val_fraction=0.0, threads=threads)
-    tokenize_shard(ShardTask(shard_name(0), [str(src)], cfg.output, cfg))
+def test_token_shards_are_encode_ordinary_with_eot_after_each_document(tmp_path, shared, finished_dataset, threads):
+    src = finished_dataset(tmp_path / "deduped", corpus(shared))
+    cfg = TokenizeConfig(
+        input=str(src), output=str(tmp_path / "tok"), val_fraction=0.2, shard_tokens=5000, threads=threads
+    )
+    m = tokenize_run(cfg, LocalRunner())
     enc = tokenizer("gpt2")
-    expected = [tok for t in texts for tok in enc.encode_ordinary(t) + [enc.eot_token]]
-    assert mmap_tokens(tmp_path / "tok" / "train" / "part-00000.arrow").tolist() == expected
+    docs = [read_parquet(p) for p in Dataset(src).shard_files()]
+    for split in ("train", "val"):
+        expected = [
+            t
+            for d in docs
+            for h, text in zip(d.column("url_hash").to_pylist(), d.column("text").to_pylist())
+            if split_of(h, 0.2) == split
+            for t in enc.encode_ordinary(text) + [enc.eot_token]
+        ]
+        files = Dataset(cfg.output).shard_files(".arrow", subdir=split)
+        got = np.concatenate([mmap_tokens(f) for f in files])
+        assert got.tolist() == expected
+        assert m["tokens"][split] == len(expected) and m["token_shards"][split] == len(files)
+    assert m["token_shards"]["train"] >= 3 and m["rows_out"] == sum(d.num_rows for d in docs)
+    assert not (tmp_path / "tok" / "_work").exists()
+
+
+def test_shards_are_memory_mapped_with_metadata_and_an_index_back_to_documents(tokenized):
+    m, cfg, _ = tokenized
+    out = Dataset(cfg.output)
+    enc = tokenizer("gpt2")
+    for shard in out.shard_files(".arrow", subdir="train"):
+        tokens = mmap_tokens(shard)
+        assert not tokens.flags.owndata and tokens.dtype == np.uint16  # a view of the mapped file
+        meta = read_metadata(shard)
+        check_metadata(shard, meta, "gpt2", vocab_sha256("gpt2"))
+        assert meta["eot_position"] == "after" and meta["split"] == "train"
+        index = read_parquet(index_of(shard)).to_pylist()
+        assert int(meta["n_docs"]) == len(index) and sum(d["n_tokens"] for d in index) == len(tokens)
+        for d in index[:5] + index[-2:]:
+            row = read_parquet(out.path / d["documents_file"]).to_pylist()[d["documents_row"]]
+            assert row["url_hash"] == d["url_hash"] and row["split"] == "train"
+            piece = tokens[d["token_start"] : d["token_start"] + d["n_tokens"]].tolist()
+            assert enc.decode(piece) == row["text"] + "<|endoftext|>"
+    with pytest.raises(PipelineError, match="tokenized with 'gpt2' but the model expects 'cl100k_base'"):
+        check_metadata("x", read_metadata(shard), "cl100k_base", None)
+    with pytest.raises(PipelineError, match="format version 0"):
+        check_metadata("x", read_metadata(shard) | {"format_version": "0"}, "gpt2", None)
+
+
+def test_documents_open_in_datasets_pandas_and_duckdb(tokenized):
+    import datasets
+    import duckdb
+    import pandas as pd
+
+    m, cfg, src = tokenized
+    files = [str(p) for p in Dataset(cfg.output).shard_files(".parquet", subdir="documents")]
+    n = sum(read_parquet(p).num_rows for p in Dataset(src).shard_files())
+    assert len(files) == 3 and m["rows_out"] == n
+    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert ds.num_rows == n and set(ds.column_names) >= {"url", "text", "split", "subreddits", "score"}
+    assert ds[0]["subreddits"] == ["news"]
+    frame = pd.read_parquet(cfg.output + "/documents")
+    assert len(frame) == n and (frame["split"] == "val").sum() == m["docs"]["val"]
+    (count,) = duckdb.sql(f"select count(*) from read_parquet('{cfg.output}/documents/*.parquet')").fetchone()
+    assert count == n
+
+
+def test_resumes_after_a_crash_while_packing(tmp_path, shared, finished_dataset, monkeypatch):
+    import pipeline.tokenize as tok
+
+    src = finished_dataset(tmp_path / "deduped", corpus(shared))
+    clean = tokenize_run(
+        TokenizeConfig(input=str(src), output=str(tmp_path / "clean"), val_fraction=0.2, shard_tokens=5000),
+        LocalRunner(),
+    )
+    cfg = TokenizeConfig(input=str(src), output=str(tmp_path / "tok"), val_fraction=0.2, shard_tokens=5000)
+    real, calls = tok.pack_shard, []
+
+    def dies_on_the_third(task):
+        calls.append(task.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as a killed driver
+        return real(task)
+
+    monkeypatch.setattr(tok, "pack_shard", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_run(cfg, LocalRunner())
+    assert not Dataset(cfg.output).is_complete()
+    monkeypatch.setattr(tok, "pack_shard", real)
+    again = tokenize_run(cfg, LocalRunner())
+    assert again["resumed_shards"] == 3 + 2  # every encoded shard and the two packed ones
+    assert again["output_fingerprint"] == clean["output_fingerprint"]
+    assert tokenize_run(cfg, LocalRunner()).get("reused")
