@@ -22,6 +22,17 @@ STAGES: dict[str, tuple[str, str]] = {
     "manifest": ("pipeline.manifest", "ManifestConfig"),
 }
 RAYLESS = {"manifest"}
+# Commands with their own argument parser: name -> (module, main function, help).
+TOOLS: dict[str, tuple[str, str, str]] = {
+    "replay": ("pipeline.replay", "main", "serve WARC files on loopback, as an HTTP proxy for fetch"),
+    "harvest-report": ("pipeline.harvest_report", "main", "compare harvest's domains with WebText's top-1000 domains"),
+    "reddit-api": ("pipeline.reddit_api", "main", "fetch subreddit listings from the live Reddit API as dump files"),
+    "whereis": ("pipeline.whereis", "main", "a token position -> its document, URL and Reddit submissions"),
+    "verify": ("pipeline.published", "main_verify", "re-hash a corpus against its manifest (missing, corrupt, extra)"),
+    "publish": ("pipeline.published", "main_publish", "copy a corpus and its manifest to s3://, gs:// or file://"),
+    "download": ("pipeline.published", "main_download", "a verified local copy of a published corpus"),
+    "contamination": ("pipeline.contamination", "main", "8-gram overlap of evaluation texts with the corpus"),
+}
 
 
 def stage_parts(name: str) -> tuple[Any, type[StageConfig]]:
@@ -71,14 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("out", help="output directory")
     w.add_argument("--articles", type=int, default=240)
     w.add_argument("--seed", type=int, default=0)
-    r = sub.add_parser("replay", help="serve WARC files on loopback, as an HTTP proxy for fetch")
-    r.add_argument("args", nargs=argparse.REMAINDER)
-    hr = sub.add_parser("harvest-report", help="compare harvest's domains with WebText's top-1000 domains")
-    hr.add_argument("args", nargs=argparse.REMAINDER)
-    ra = sub.add_parser("reddit-api", help="fetch subreddit listings from the live Reddit API as dump files")
-    ra.add_argument("args", nargs=argparse.REMAINDER)
-    wi = sub.add_parser("whereis", help="a token position -> its document, URL and Reddit submissions")
-    wi.add_argument("args", nargs=argparse.REMAINDER)
+    for name, (_, _, text) in TOOLS.items():
+        t = sub.add_parser(name, help=text, add_help=False)
+        t.add_argument("args", nargs=argparse.REMAINDER)
     return ap
 
 
@@ -98,24 +104,12 @@ def run_stage(name: str, cfg: StageConfig, runner, overwrite: bool = False) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        if args.command == "replay":
-            from pipeline import replay
-
-            return replay.main(args.args)
-        if args.command == "reddit-api":
-            from pipeline import reddit_api
-
-            return reddit_api.main(args.args)
-        if args.command == "whereis":
-            from pipeline import whereis
-
-            return whereis.main(args.args)
-        if args.command == "harvest-report":
-            from pipeline import harvest_report
-
-            return harvest_report.main(args.args)
+        if argv and argv[0] in TOOLS:  # their own parsers (and --help) see every argument
+            module, fn, _ = TOOLS[argv[0]]
+            return getattr(importlib.import_module(module), fn)(argv[1:])
+        args = build_parser().parse_args(argv)
         if args.command == "world":
             from pipeline.demo_world import generate
 

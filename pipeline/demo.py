@@ -45,6 +45,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from model.train import run as train_run
     from pipeline.cli import run_stage, stage_parts
     from pipeline.manifest import format_funnel
+    from pipeline.published import verify
     from pipeline.runner import make_runner
 
     t0 = time.time()
@@ -68,8 +69,12 @@ def run_demo(args: argparse.Namespace) -> int:
             configs["fetch"].proxy = proxy
             results = {name: run_stage(name, configs[name], runner, overwrite=args.overwrite) for name in PIPELINE}
         manifest = results["manifest"]
-        print(f"manifest: {manifest['path']}")
+        print(f"manifest: {manifest['path']} (dataset card: README.md, Croissant: croissant.json beside it)")
         print(format_funnel(manifest))
+        report = verify(manifest["path"])
+        print(f"verify: {report.lines()[-1]}")
+        if not report.clean:
+            raise PipelineError("the corpus does not match its manifest:\n" + "\n".join(report.lines()))
         if not args.skip_train:
             tcfg = stage_config("train", TrainConfig, config_file, run_dir, args.overrides)
             if args.runner == "local":

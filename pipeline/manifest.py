@@ -1,23 +1,29 @@
 """manifest: a JSON description of a finished corpus that others can verify: every stage's config and funnel,
 the input dumps with sha256, and every output shard with sha256, bytes and counts.
 
-Written to <output>/<name>/<version>/manifest.json. A version is immutable: writing the same version with
-other content is refused.
+Written to <output>/<name>/<version>/: manifest.json (file paths relative to `root`, the tokenize output), a
+Croissant JSON-LD file (croissant.json) and a dataset card (README.md, funnel.png, domains.png). A version is
+immutable: writing the same version with other files is refused.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from pydantic import field_validator
 
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, code_version, read_json, write_json
 from pipeline.errors import PipelineError
+from pipeline.resources import tokenizer, vocab_sha256
 from pipeline.stage import now_iso
+from pipeline.token_format import EOT_POSITION, FORMAT, FORMAT_VERSION
+from pipeline.tokenize import INDEX_SCHEMA
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
 FUNNEL = [
@@ -35,6 +41,11 @@ class ManifestConfig(StageConfig):
     output: str = "data_manifests"
     name: str = "openwebtext"
     version: str = "0.1.0"
+    description: str = (
+        "Web pages linked from Reddit submissions with a score of at least 3, main text extracted, Wikipedia "
+        "removed, English kept, exact and near duplicates removed, tokenized with GPT-2's BPE: a reproduction of "
+        "OpenAI's WebText, built by the open OpenWebText pipeline."
+    )
     license: str = (
         "Text belongs to the pages' authors; distributed for research under the terms of the source sites. "
         "Code: Apache-2.0."
@@ -68,6 +79,40 @@ def funnel(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def corpus_files(tok: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files of the corpus, from tokenize's shard records: document shards, then token shards with their
+    indexes, in shard order."""
+    docs, tokens = [], []
+    for rec in tok["shards"]:
+        for f in rec["files"]:
+            entry = {"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]}
+            if f["path"].startswith("documents/"):
+                docs.append(entry | {"kind": "documents", "rows": rec["rows_out"]})
+            elif f["path"].endswith(".arrow"):
+                tokens.append(
+                    entry
+                    | {"kind": "tokens", "split": rec["split"], "tokens": rec["tokens"], "documents": rec["documents"]}
+                )
+            else:
+                tokens.append(entry | {"kind": "token_index", "split": rec["split"], "rows": rec["documents"]})
+    return docs + tokens
+
+
+def documents_profile(root: Path, files: list[dict[str, Any]], top: int = 1000) -> tuple[list, dict[str, int]]:
+    """The documents' columns (name, Arrow type) and documents per domain (most frequent first)."""
+    domains: Counter = Counter()
+    schema = None
+    for f in files:
+        if f["kind"] != "documents":
+            continue
+        path = root / f["path"]
+        schema = schema or pq.read_schema(path)
+        if "domain" in schema.names:
+            domains.update(pq.read_table(path, columns=["domain"]).column(0).to_pylist())
+    columns = [{"name": fld.name, "type": str(fld.type)} for fld in schema] if schema else []
+    return columns, dict(sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:top])
+
+
 def build(cfg: ManifestConfig) -> dict[str, Any]:
     chain = lineage(cfg.input)
     stages = {m["stage"]: m for _, m in chain}
@@ -77,30 +122,30 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
         )
     tokens_dir = chain[-1][0].resolve()
     dest = (Path(cfg.output) / cfg.name / cfg.version).resolve()
-    shards = []
-    for rec in stages["tokenize"]["shards"]:
-        for f in rec["files"]:
-            shards.append(
-                {
-                    "path": os.path.relpath(tokens_dir / f["path"], dest),
-                    "sha256": f["sha256"],
-                    "bytes": f["bytes"],
-                    "kind": f["path"].split("/")[0],
-                    **(
-                        {"tokens": rec["tokens"][f["path"].split("/")[0]]}
-                        if f["path"].endswith(".arrow")
-                        else {"rows": rec["rows_out"]}
-                    ),
-                }
-            )
     tok = stages["tokenize"]
+    if "token_shards" not in tok:
+        raise PipelineError(f"{tokens_dir}: written by an older tokenize (no token shards by size); rerun tokenize")
+    files = corpus_files(tok)
+    columns, domains = documents_profile(tokens_dir, files)
+    tcfg = tok["config"]
+    enc = tokenizer(tcfg["tokenizer"])
     return {
         "name": cfg.name,
         "version": cfg.version,
         "created": now_iso(),
         "code_version": code_version(),
+        "description": cfg.description,
         "license": cfg.license,
-        "tokenizer": {"name": tok["config"]["tokenizer"], "eot_position": "after", "dtype": "uint16"},
+        "root": os.path.relpath(tokens_dir, dest),
+        "tokenizer": {
+            "name": tcfg["tokenizer"],
+            "vocab_sha256": vocab_sha256(tcfg["tokenizer"]),
+            "eot_token": enc.eot_token,
+            "eot_position": EOT_POSITION,
+            "dtype": "uint16",
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+        },
         "inputs": stages.get("harvest", {}).get("dumps", []),
         "stages": [
             {
@@ -117,26 +162,39 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
             for p, m in chain
         ],
         "funnel": funnel(stages),
-        "shards": shards,
+        "files": files,
+        "documents_schema": columns,
+        "token_index_schema": [{"name": f.name, "type": str(f.type)} for f in INDEX_SCHEMA],
+        "domains": domains,
         "totals": {
             "documents": tok["rows_out"],
             "tokens": tok["tokens"],
             "documents_by_split": tok["docs"],
-            "bytes": sum(s["bytes"] for s in shards),
+            "token_shards": tok["token_shards"],
+            "files": len(files),
+            "bytes": sum(f["bytes"] for f in files),
         },
+        "published": [],
     }
 
 
 def run(cfg: ManifestConfig, runner=None, overwrite: bool = False) -> dict[str, Any]:
+    from pipeline.card import write_card
+    from pipeline.croissant import write_croissant
+
     manifest = build(cfg)
-    path = Path(cfg.output) / cfg.name / cfg.version / "manifest.json"
+    folder = Path(cfg.output) / cfg.name / cfg.version
+    path = folder / "manifest.json"
     if path.is_file() and not overwrite:
         old = read_json(path)
-        if [s["sha256"] for s in old.get("shards", [])] == [s["sha256"] for s in manifest["shards"]]:
+        if [f["sha256"] for f in old.get("files", [])] == [f["sha256"] for f in manifest["files"]]:
             return old | {"reused": True, "path": str(path)}
         raise PipelineError(
-            f"{path}: version {cfg.version} already describes other shards; bump manifest.version or pass --overwrite"
+            f"{path}: version {cfg.version} already describes other files; bump manifest.version or pass --overwrite"
         )
+    # Sidecars first, manifest last: a folder with a manifest.json is a finished one.
+    write_croissant(manifest, folder)
+    write_card(manifest, folder)
     write_json(path, manifest)
     return manifest | {"path": str(path)}
 

@@ -12,8 +12,9 @@ from pipeline.cli import main, run_stage, stage_parts
 from pipeline.dataset import read_parquet
 from pipeline.errors import PipelineError
 from pipeline.manifest import format_funnel
+from pipeline.published import verify
 from pipeline.runner import LocalRunner
-from pipeline.whereis import locate
+from pipeline.whereis import index_of, locate
 
 STAGES = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
 
@@ -41,7 +42,7 @@ def configs(world: Path, run_dir: Path, proxy: str) -> dict:
                 if name == "fetch"
                 else {}
             )
-            extra |= {"val_fraction": 0.2} if name == "tokenize" else {}
+            extra |= {"val_fraction": 0.2, "shard_tokens": 4000} if name == "tokenize" else {}
             cfgs[name] = cls(input=str(run_dir / prev), output=str(run_dir / paths[name]), **extra)
         prev = paths.get(name)
     return cfgs
@@ -53,6 +54,7 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
     cfgs = configs(demo_world, tmp_path, replay)
     results = {name: run_stage(name, cfgs[name], ray_runner) for name in STAGES}
     print(format_funnel(results["manifest"]))
+    assert verify(results["manifest"]["path"]).clean
 
     h, f, x, fl, d, t = (results[s] for s in STAGES[:6])
     assert h["drops"]["bad_json"] == world["bad_json_lines"]
@@ -82,15 +84,17 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
         assert upstream["rows_out"] == downstream["rows_in"]
 
     # Any token position leads back to its document, URL and Reddit submissions.
-    shard = sorted((tmp_path / "tokens" / "train").glob("*.arrow"))[0]
-    docs = read_parquet(tmp_path / "tokens" / "docs" / f"{shard.stem}.parquet").to_pylist()
-    second = [r for r in docs if r["split"] == "train"][1]
-    where = locate(shard, second["token_start"] + 3)
+    assert t["token_shards"]["train"] >= 2  # cut by token count, not one per input shard
+    shard = sorted((tmp_path / "tokens" / "train").glob("*.arrow"))[1]
+    entry = read_parquet(index_of(shard)).to_pylist()[1]
+    second = read_parquet(tmp_path / "tokens" / entry["documents_file"]).to_pylist()[entry["documents_row"]]
+    assert second["split"] == "train" and second["url_hash"] == entry["url_hash"]
+    where = locate(shard, entry["token_start"] + 3)
     assert where["document"]["url"] == second["url"] and where["document"]["offset_in_document"] == 3
     assert where["reddit"]["score"] >= 3 and where["reddit"]["submission_ids"]
     links = read_parquet(where["reddit"]["links_shard"]).to_pylist()
     assert {r["url"] for r in links if r["url_hash"] == second["url_hash"]} == {second["url"]}
-    assert main(["whereis", str(shard), str(second["token_start"])]) == 0
+    assert main(["whereis", str(shard), str(entry["token_start"])]) == 0
     with pytest.raises(PipelineError, match="outside the shard"):
         locate(shard, 10**9)
 
