@@ -19,12 +19,13 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
+.PHONY: venv demo test lint $(STAGES) train verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
 	@echo "make test    - the test suite"
 	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
+	@echo "make verify / publish / contamination - check, copy (TO=s3://...) and audit a finished corpus"
 	@echo "make lint    - ruff"
 	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract, bench-dedup, bench-tokenize); figures go to BENCHMARKS.md"
 	@echo "make eval-extract / eval-langid - extraction F1 and language decisions on real data"
@@ -103,6 +104,19 @@ eval-langid: venv
 
 eval-dedup: venv
 	$(PY) bench/eval_dedup.py
+
+# The published corpus: make verify MANIFEST=...; make publish MANIFEST=... TO=s3://bucket/prefix;
+# make contamination EVAL="lambada.jsonl cbt.txt" (CORPUS: a tokenize output or its documents/).
+MANIFEST ?= runs/demo/data_manifests/owt-demo/0.1.0/manifest.json
+CORPUS ?= runs/demo/tokens
+verify: venv
+	$(PY) -m pipeline verify $(MANIFEST)
+
+publish: venv
+	$(PY) -m pipeline publish $(MANIFEST) --to $(TO)
+
+contamination: venv
+	$(PY) -m pipeline contamination --corpus $(CORPUS) --eval $(EVAL) --out $(or $(REPORT),runs/contamination.json)
 
 clean-demo:
 	rm -rf runs/demo
