@@ -67,7 +67,9 @@ def declared_language(html: bytes) -> str | None:
     return m[1].decode("ascii").split("-")[0].split("_")[0].lower() if m else None
 
 
-class ExtractionTimeout(Exception):
+class ExtractionTimeout(BaseException):
+    # Not an Exception: trafilatura catches Exception around lxml parsing ("lxml parsing failed") and carries on,
+    # which would swallow a limit that fires while lxml parses.
     pass
 
 
@@ -79,7 +81,11 @@ def time_limit(seconds: float) -> Iterator[None]:
         yield
         return
 
+    fired = False
+
     def expire(signum, frame):
+        nonlocal fired
+        fired = True
         raise ExtractionTimeout()
 
     previous = signal.signal(signal.SIGALRM, expire)
@@ -89,6 +95,8 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    if fired:  # the limit fired but something caught it on the way: still a timeout
+        raise ExtractionTimeout()
 
 
 @dataclass
