@@ -24,7 +24,9 @@ def token_files(data: str | Path, split: str) -> list[Path]:
 
 
 class TokenData:
-    """All shards of one split. Windows are drawn uniformly over token positions (shards weighted by length)."""
+    """All shards of one split (this rank's share). Two orders: `get_batch` draws windows uniformly over token
+    positions (shards weighted by length) from a caller's RNG; `next_batch` reads them in order, shard after shard,
+    from a cursor (`position`) that checkpoints save, so a resumed run reads on where it stopped."""
 
     def __init__(
         self,
@@ -48,6 +50,27 @@ class TokenData:
         if not len(self.arrays):
             raise PipelineError(f"{tokens_dir}: the {split} split has no tokens (raise tokenize.val_fraction?)")
         self.n_tokens = int(self.lengths.sum())
+        self.position = {"shard": 0, "offset": 0, "epoch": 0}
+
+    def next_batch(self, batch_size: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """x, y: (B, T) int64: the next B windows in order. A window starts T tokens after the previous one (y's last
+        token is the next x's first, as in nanoGPT's sequential reading); a shard's tail shorter than T+1 tokens is
+        skipped; after the last shard the pass starts over (epoch + 1)."""
+        if (self.lengths <= block_size).all():
+            raise PipelineError(f"no shard holds more than block_size+1 = {block_size + 1} tokens; lower block_size")
+        rows = []
+        pos = self.position
+        while len(rows) < batch_size:
+            arr = self.arrays[pos["shard"]]
+            if pos["offset"] + block_size + 1 > len(arr):
+                nxt = pos["shard"] + 1
+                pos = {"shard": nxt % len(self.arrays), "offset": 0, "epoch": pos["epoch"] + nxt // len(self.arrays)}
+                continue
+            rows.append(arr[pos["offset"] : pos["offset"] + block_size + 1].astype(np.int64))
+            pos = pos | {"offset": pos["offset"] + block_size}
+        self.position = pos
+        buf = torch.from_numpy(np.stack(rows))  # (B, T+1)
+        return buf[:, :-1].contiguous(), buf[:, 1:].contiguous()
 
     def get_batch(
         self, batch_size: int, block_size: int, rng: np.random.Generator

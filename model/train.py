@@ -52,6 +52,8 @@ class TrainConfig(StageConfig):
     eval_interval: int = Field(2000, ge=1)
     eval_iters: int = Field(200, ge=1)
     log_interval: int = Field(10, ge=1)
+    # random: windows drawn uniformly (nanoGPT); sequential: one pass in shard order, cursor saved in checkpoints
+    data_order: str = Field("random", pattern="^(random|sequential)$")
     seed: int = 1337
     device: str = "auto"  # auto: cuda if available
     compile: bool = False
@@ -93,7 +95,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def save_checkpoint(
-    path: Path, raw_model: GPT, optimizer, step: int, cfg: TrainConfig, data_rng: np.random.Generator
+    path: Path,
+    raw_model: GPT,
+    optimizer,
+    step: int,
+    cfg: TrainConfig,
+    data_rng: np.random.Generator,
+    data_positions: list[dict[str, int]] | None = None,
 ) -> None:
     state = {
         "model": raw_model.state_dict(),
@@ -101,6 +109,7 @@ def save_checkpoint(
         "step": step,
         "config": cfg.resolved(),
         "gpt_config": vars(raw_model.config),
+        "data_positions": data_positions or [],  # the sequential reader's cursor of each rank, in rank order
         "rng": {
             "torch": torch.get_rng_state(),
             "numpy_data": data_rng.bit_generator.state,
@@ -165,6 +174,10 @@ def train_loop(config: dict[str, Any]) -> None:
 
     train = TokenData(cfg.data, "train", cfg.tokenizer, vocab_sha, rank, world)
     val = TokenData(cfg.data, "val", cfg.tokenizer, vocab_sha)
+    if state is not None and len(state.get("data_positions", [])) == world:
+        train.position = dict(state["data_positions"][rank])
+    elif state is not None and cfg.data_order == "sequential":
+        say(f"train: checkpoint has no data position for {world} worker(s); the sequential pass starts over")
     raw_model = model
     if under_ray and world > 1:
         model = ray.train.torch.prepare_model(model)
@@ -193,13 +206,17 @@ def train_loop(config: dict[str, Any]) -> None:
         return float(np.mean(losses))
 
     def checkpoint(step: int, metrics: dict[str, Any]) -> None:
+        positions = [train.position]
+        if world > 1:  # every rank reads its own shards: keep every cursor
+            positions = [None] * world
+            torch.distributed.all_gather_object(positions, train.position)
         if rank == 0:
-            save_checkpoint(ckpt_path, raw_model, optimizer, step, cfg, data_rng)
+            save_checkpoint(ckpt_path, raw_model, optimizer, step, cfg, data_rng, positions)
         if under_ray:
             with tempfile.TemporaryDirectory() as d:
                 ckpt = None
                 if rank == 0:
-                    save_checkpoint(Path(d) / "ckpt.pt", raw_model, optimizer, step, cfg, data_rng)
+                    save_checkpoint(Path(d) / "ckpt.pt", raw_model, optimizer, step, cfg, data_rng, positions)
                     ckpt = ray.train.Checkpoint.from_directory(d)
                 ray.train.report(metrics, checkpoint=ckpt)
 
@@ -213,7 +230,10 @@ def train_loop(config: dict[str, Any]) -> None:
             group["lr"] = lr
         loss_sum = 0.0
         for micro in range(cfg.grad_accum):
-            x, y = train.get_batch(cfg.batch_size, gcfg.block_size, data_rng)
+            if cfg.data_order == "sequential":
+                x, y = train.next_batch(cfg.batch_size, gcfg.block_size)
+            else:
+                x, y = train.get_batch(cfg.batch_size, gcfg.block_size, data_rng)
             sync = nullcontext()
             if world > 1 and micro < cfg.grad_accum - 1:
                 sync = model.no_sync()  # all-reduce once per step, not per micro-batch

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from model.data import TokenData
 from model.train import TrainConfig, lr_at, run
@@ -73,13 +74,34 @@ def test_token_data_windows(shakespeare_tokens):
     assert (x == x2).all()
 
 
-def test_trains_and_resumes_exactly(shakespeare_tokens, tmp_path):
-    full = run(cfg(shakespeare_tokens, tmp_path / "full"))
+def test_sequential_pass_reads_every_shard_in_order_and_wraps(shakespeare_tokens):
+    d = TokenData(shakespeare_tokens, "train")
+    T = 32
+    seen = []
+    while d.position["epoch"] == 0:
+        x, y = d.next_batch(4, T)
+        assert (x[:, 1:] == y[:, :-1]).all()
+        seen.append(x)
+    flat = torch.cat(seen).reshape(-1)
+    # the windows tile each shard from its start (a shard's tail shorter than T+1 is skipped)
+    first = torch.from_numpy(d.arrays[0][: 3 * T].astype(np.int64))
+    assert torch.equal(flat[: 3 * T], first)
+    expected = sum((len(a) - 1) // T for a in d.arrays)
+    assert expected <= len(flat) // T < expected + 4  # the last batch may run into the next epoch
+    x, _ = d.next_batch(1, T)
+    d2 = TokenData(shakespeare_tokens, "train")
+    d2.position = dict(d.position)
+    assert torch.equal(d.next_batch(2, T)[0], d2.next_batch(2, T)[0])  # the cursor is the whole state
+
+
+@pytest.mark.parametrize("order", ["random", "sequential"])
+def test_trains_and_resumes_exactly(shakespeare_tokens, tmp_path, order):
+    full = run(cfg(shakespeare_tokens, tmp_path / "full", data_order=order))
     assert full["steps"] == 12 and full["last_loss"] < full["first_loss"]
     # Stop after 6 steps (as a preemption after the step-6 checkpoint would), then resume to 12.
-    stopped = run(cfg(shakespeare_tokens, tmp_path / "split", stop_at=6))
+    stopped = run(cfg(shakespeare_tokens, tmp_path / "split", stop_at=6, data_order=order))
     assert stopped["stopped_at"] == 6 and not (tmp_path / "split" / "final.json").exists()
-    resumed = run(cfg(shakespeare_tokens, tmp_path / "split"))
+    resumed = run(cfg(shakespeare_tokens, tmp_path / "split", data_order=order))
     assert resumed["val_loss"] == pytest.approx(full["val_loss"], abs=1e-6)
     a, b = losses(tmp_path / "full"), losses(tmp_path / "split")
     assert len(a) == len(b) == 12
@@ -90,3 +112,26 @@ def test_trains_and_resumes_exactly(shakespeare_tokens, tmp_path):
 def test_wrong_tokenizer_is_explained(shakespeare_tokens):
     with pytest.raises(PipelineError, match="tokenized with 'gpt2' but the model expects 'r50k_base'"):
         TokenData(shakespeare_tokens, "train", tokenizer="r50k_base")
+
+
+def test_tiny_model_learns_context_on_shakespeare(shakespeare_tokens, tmp_path):
+    """The bar: validation loss below the unigram entropy of the training tokens (about 6.3 nats here), the best
+    any model that ignores context can do; starting from ln(50304) = 10.8. Measured: 5.9 at step 150."""
+    train = np.concatenate(TokenData(shakespeare_tokens, "train").arrays)
+    counts = np.bincount(train)
+    p = counts[counts > 0] / counts.sum()
+    unigram = float(-(p * np.log(p)).sum())
+    s = run(
+        cfg(
+            shakespeare_tokens,
+            tmp_path / "learn",
+            batch_size=16,
+            max_steps=150,
+            warmup_steps=20,
+            min_lr=3e-4,
+            eval_interval=150,
+            eval_iters=10,
+            log_interval=50,
+        )
+    )
+    assert s["first_loss"] > 10 and s["val_loss"] < unigram, (s["val_loss"], unigram)
