@@ -19,7 +19,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
+.PHONY: venv demo test lint $(STAGES) train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
@@ -53,6 +53,15 @@ $(STAGES): venv
 
 train: venv
 	$(PY) -m model.train --config $(CONFIG) $(SET_ARGS)
+
+# make evaluate CKPT=runs/demo/train/checkpoints/ckpt.pt DATA=runs/demo/tokens [LAMBADA=lambada_test.jsonl]
+# make export-hf CKPT=... HF_DIR=runs/hf
+CKPT ?= runs/demo/train/checkpoints/ckpt.pt
+evaluate: venv
+	$(PY) -m model.evaluate $(CKPT) $(if $(DATA),--data $(DATA)) $(if $(LAMBADA),--lambada $(LAMBADA))
+
+export-hf: venv
+	$(PY) -m model.export_hf $(CKPT) $(or $(HF_DIR),runs/hf)
 
 # Live Reddit API -> dump files harvest reads: make reddit-api OUT=runs/api SUBREDDITS="worldnews science"
 OUT ?= runs/reddit-api
@@ -89,6 +98,14 @@ bench-extract: venv .venv-datatrove/.installed
 
 bench-tokenize: venv
 	$(PY) bench/tokenize_bench.py --runs 7
+
+# GPT-2 124M, context 1024, bf16, against Hugging Face GPT2LMHeadModel in the same run (on a GPU machine);
+# bench-train-cpu: the same comparison sized for a CPU.
+bench-train: venv
+	$(PY) bench/train_bench.py --out runs/bench-train.json
+
+bench-train-cpu: venv
+	$(PY) bench/train_bench.py --model tiny --block-size 64 --batch-size 8 --steps 20 --warmup 5 --runs 3 --device cpu --out runs/bench-train-cpu.json
 
 # Signatures/s against datasketch; then 1M generated documents end to end on 2 cores, against datatrove's MinHash.
 bench-dedup: venv .venv-datatrove/.installed
