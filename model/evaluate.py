@@ -28,13 +28,11 @@ from pipeline.resources import tokenizer
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, dict[str, Any]]:
-    from model.train import load_checkpoint
+    from model.train import read_checkpoint, strip_wrappers
 
-    state = load_checkpoint(Path(checkpoint))
+    state = read_checkpoint(Path(checkpoint))
     model = GPT(GPTConfig(**state["gpt_config"]))
-    # a compiled or DDP-wrapped model saves its weights under a prefix
-    weights = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state["model"].items()}
-    model.load_state_dict(weights)
+    model.load_state_dict(strip_wrappers(state["model"]))
     return model.to(device).eval(), state
 
 

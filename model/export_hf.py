@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from model.gpt import GPT2_VOCAB
-from model.train import load_checkpoint
+from model.train import read_checkpoint, strip_wrappers
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 EOT = GPT2_VOCAB - 1  # <|endoftext|>: GPT-2's only special token, used as bos, eos and (for batching) pad
 # nn.Linear stores (out, in); HF's Conv1D stores (in, out).
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DDP
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # GPT-2's BPE files as OpenAI published them; tiktoken caches each under sha1(url) and pins its sha256.
@@ -45,15 +44,6 @@ BPE_FILES = {
 }
 GPT2_ENCODINGS = ("gpt2", "r50k_base")  # the same ranks under two names
 PROBES = ("hello world", "  Ünïcødé — 日本語 🤖\n\n\tend", "it's 3.14159 DON'T", "a<|endoftext|>b")
-
-
-def strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        while key.startswith(WRAPPER_PREFIXES):
-            key = key.split(".", 1)[1]
-        out[key] = value
-    return out
 
 
 def _zero_biases(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -108,15 +98,6 @@ def hf_config(gpt_config: dict[str, Any]) -> GPT2Config:
         eos_token_id=EOT,
         tie_word_embeddings=True,
     )
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise PipelineError(f"{path}: checkpoint not found")
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or not {"model", "gpt_config"} <= ckpt.keys():
-        raise PipelineError(f"{path}: not a model.train checkpoint (needs 'model' and 'gpt_config')")
-    return ckpt
 
 
 def build_model(ckpt: dict[str, Any], dtype: torch.dtype) -> GPT2LMHeadModel:

@@ -127,6 +127,29 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise PipelineError(f"{path}: unreadable checkpoint ({e.__class__.__name__}: {e})") from None
 
 
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DDP
+
+
+def strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A compiled or DDP-wrapped model's state_dict keys, as the plain GPT's."""
+    out = {}
+    for key, value in state.items():
+        while key.startswith(WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        out[key] = value
+    return out
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint for use outside training (evaluation, export): checked to hold a model and its config."""
+    if not path.is_file():
+        raise PipelineError(f"{path}: checkpoint not found")
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or not {"model", "gpt_config"} <= ckpt.keys():
+        raise PipelineError(f"{path}: not a model.train checkpoint (needs 'model' and 'gpt_config')")
+    return ckpt
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """One worker's training. Under Ray Train every worker runs this; rank 0 writes files."""
     cfg = TrainConfig.model_validate({k: v for k, v in config.items() if not k.startswith("_")})

@@ -63,6 +63,15 @@ INDEX_SCHEMA = pa.schema(
 )
 
 
+def shard_paths(out: Path, split: str, i: int) -> tuple[Path, Path]:
+    """The i-th token shard of a split and its index: <out>/train/tokens-00003.arrow, <out>/index/train-00003.parquet"""
+    return out / split / f"tokens-{i:05d}.arrow", out / "index" / f"{split}-{i:05d}.parquet"
+
+
+def index_of(shard: Path) -> Path:
+    return shard_paths(shard.parent.parent, shard.parent.name, int(shard.stem.rsplit("-", 1)[1]))[1]
+
+
 def token_meta(cfg: TokenizeConfig, eot: int) -> dict[str, str]:
     return {"tokenizer": cfg.tokenizer, "vocab_sha256": vocab_sha256(cfg.tokenizer), "eot_token": str(eot)}
 
@@ -169,9 +178,8 @@ def pack_shard(task: ShardTask) -> dict[str, Any]:
     tokens = np.concatenate(arrays) if arrays else np.empty(0, np.uint16)
     enc = tokenizer(cfg.tokenizer)
     meta = token_meta(cfg, enc.eot_token) | {"split": split, "n_docs": str(len(index["url_hash"]))}
-    tok_path = out / split / f"tokens-{task.name.rsplit('-', 1)[1]}.arrow"
+    tok_path, idx_path = shard_paths(out, split, task.extra["index"])
     write_token_shard(tok_path, tokens, meta)
-    idx_path = out / "index" / f"{task.name}.parquet"
     write_parquet(pa.table(index, schema=INDEX_SCHEMA), idx_path)
     n_docs = len(index["url_hash"])
     return finish_shard(
@@ -204,7 +212,11 @@ def run(cfg: TokenizeConfig, runner, overwrite: bool = False) -> dict[str, Any]:
             fp = combined_fingerprint([enc_fp, repr([(p["source"], p["token_lo"], p["token_hi"]) for p in pieces])])
             pack_tasks.append(
                 ShardTask(
-                    f"{split}-{i:05d}", [], str(out), cfg, {"split": split, "pieces": pieces, "input_fingerprint": fp}
+                    f"{split}-{i:05d}",
+                    [],
+                    str(out),
+                    cfg,
+                    {"split": split, "index": i, "pieces": pieces, "input_fingerprint": fp},
                 )
             )
     packed = run_.map(pack_shard, pack_tasks, "token shards", records_dir="_pack")

@@ -23,11 +23,7 @@ from pipeline.harvest import bucket_of
 from pipeline.manifest import lineage
 from pipeline.resources import tokenizer
 from pipeline.token_format import mmap_tokens, read_metadata
-
-
-def index_of(shard: Path) -> Path:
-    """<tokens>/<split>/tokens-00003.arrow -> <tokens>/index/<split>-00003.parquet"""
-    return shard.parent.parent / "index" / f"{shard.parent.name}-{shard.stem.rsplit('-', 1)[1]}.parquet"
+from pipeline.tokenize import index_of
 
 
 def locate(shard: str | Path, position: int, context: int = 8) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from pipeline.errors import PipelineError
 from pipeline.manifest import format_funnel
 from pipeline.published import verify
 from pipeline.runner import LocalRunner
-from pipeline.whereis import index_of, locate
+from pipeline.tokenize import index_of
+from pipeline.whereis import locate
 
 STAGES = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
 
