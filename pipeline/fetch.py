@@ -424,9 +424,11 @@ def fetch_shard(task: ShardTask) -> dict[str, Any]:
                     break
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 batch.extend(f.result() for f in done)
-                if len(batch) >= cfg.segment_urls:
-                    segments.commit(batch)
-                    batch = []
+                # Exactly segment_urls per segment, even when several fetches finish at once: segment sizes (and so
+                # what a crash can cost) must not depend on timing.
+                while len(batch) >= cfg.segment_urls:
+                    segments.commit(batch[: cfg.segment_urls])
+                    batch = batch[cfg.segment_urls :]
             if batch:
                 segments.commit(batch)
     finally:
