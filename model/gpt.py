@@ -25,6 +25,7 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # GPT-2 has biases in Linear layers and LayerNorms
+    real_vocab: int = GPT2_VOCAB  # ids >= this are padding: never targets, left out of the loss's softmax
 
 
 # (n_layer, n_head, n_embd); block_size 1024 unless given
@@ -134,7 +135,9 @@ class GPT(nn.Module):
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None  # (B, 1, V): only the last position is needed to sample
         logits = self.lm_head(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        # Softmax over the real vocabulary only, so our loss is the exported (cropped) model's loss.
+        real = logits[..., : self.config.real_vocab]  # (B, T, real_vocab)
+        loss = F.cross_entropy(real.reshape(-1, real.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
     def configure_optimizer(self, weight_decay: float, lr: float, betas: tuple[float, float], device_type: str):

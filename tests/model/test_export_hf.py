@@ -70,10 +70,10 @@ def test_loss_matches_with_hf_label_shift(exported):
         # HF shifts labels itself: input and labels are the same T+1 tokens; causality makes the first T positions
         # see exactly what ours sees.
         hf_loss = hf(seq, labels=seq).loss
-    real_vocab_loss = F.cross_entropy(logits[..., :GPT2_VOCAB].reshape(-1, GPT2_VOCAB), y.reshape(-1))
-    assert abs(hf_loss.item() - real_vocab_loss.item()) < 1e-5
-    # Ours normalizes over the padded rows as well, which can only add probability mass away from the targets.
-    assert our_loss.item() >= hf_loss.item() - 1e-5
+    # Padding rows carry large random weights (random_gpt): a softmax that counted them would differ by far more.
+    padded_loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+    assert padded_loss.item() - hf_loss.item() > 1e-3
+    assert abs(our_loss.item() - hf_loss.item()) < 1e-5
 
 
 def test_biases_carried_or_zero(exported):
