@@ -1,7 +1,8 @@
 """Train GPT-2 on the pipeline's token shards: `python -m model.train [--config FILE] [--set key=value ...]`.
 
-Runs under Ray Train's TorchTrainer (mode="ray", default; DDP across `num_workers`) or as one plain process
-(mode="local"). Checkpoints carry model, optimizer, step, config and every RNG state, so a resumed run continues
+Runs under Ray Train's TorchTrainer (mode="ray", default; DDP across `num_workers`), as one plain process
+(mode="local"), or as the processes torchrun starts (mode="torchrun": `torchrun --nproc-per-node N -m model.train
+--set mode=torchrun ...`; DDP, rank 0 writes). Checkpoints carry model, optimizer, step, config and every RNG state, so a resumed run continues
 exactly where it stopped.
 """
 
@@ -27,6 +28,7 @@ from model.gpt import GPT, PRESETS, GPTConfig, padded_vocab
 from pipeline.config import StageConfig, load_config
 from pipeline.dataset import atomic_path, write_json
 from pipeline.errors import PipelineError
+from pipeline.faults import fault_point
 
 
 class TrainConfig(StageConfig):
@@ -57,7 +59,8 @@ class TrainConfig(StageConfig):
     seed: int = 1337
     device: str = "auto"  # auto: cuda if available
     compile: bool = False
-    mode: str = Field("ray", pattern="^(ray|local)$")
+    # ray: Ray Train workers; local: this process; torchrun: one of the processes `torchrun` started (DDP)
+    mode: str = Field("ray", pattern="^(ray|local|torchrun)$")
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
@@ -94,14 +97,18 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
+def rank_state(data_rng: np.random.Generator, position: dict[str, int], device: torch.device) -> dict[str, Any]:
+    """What one rank needs to continue exactly: its RNGs and its sequential reader's cursor."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy_data": data_rng.bit_generator.state,
+        "data_position": dict(position),
+    }
+
+
 def save_checkpoint(
-    path: Path,
-    raw_model: GPT,
-    optimizer,
-    step: int,
-    cfg: TrainConfig,
-    data_rng: np.random.Generator,
-    data_positions: list[dict[str, int]] | None = None,
+    path: Path, raw_model: GPT, optimizer, step: int, cfg: TrainConfig, ranks: list[dict[str, Any]]
 ) -> None:
     state = {
         "model": raw_model.state_dict(),
@@ -109,12 +116,7 @@ def save_checkpoint(
         "step": step,
         "config": cfg.resolved(),
         "gpt_config": vars(raw_model.config),
-        "data_positions": data_positions or [],  # the sequential reader's cursor of each rank, in rank order
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "numpy_data": data_rng.bit_generator.state,
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
+        "ranks": ranks,  # rank_state() of every rank, in rank order
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -154,6 +156,7 @@ def train_loop(config: dict[str, Any]) -> None:
     """One worker's training. Under Ray Train every worker runs this; rank 0 writes files."""
     cfg = TrainConfig.model_validate({k: v for k, v in config.items() if not k.startswith("_")})
     under_ray = bool(config.get("_ray"))
+    torchrun = cfg.mode == "torchrun"
     vocab_sha = config.get("_vocab_sha256")
     rank, world = 0, 1
     if under_ray:
@@ -169,6 +172,12 @@ def train_loop(config: dict[str, Any]) -> None:
             if cfg.device == "auto" and torch.cuda.is_available()
             else ("cpu" if cfg.device == "auto" else cfg.device)
         )
+    if torchrun:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.set_num_threads(cfg.cpus_per_worker)
     out = Path(cfg.out_dir)
     ckpt_path = out / "checkpoints" / "ckpt.pt"
@@ -180,34 +189,46 @@ def train_loop(config: dict[str, Any]) -> None:
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
     start_step = 0
 
-    state = None
-    if under_ray and ray.train.get_checkpoint() is not None:
+    train = TokenData(cfg.data, "train", cfg.tokenizer, vocab_sha, rank, world)
+    val = TokenData(cfg.data, "val", cfg.tokenizer, vocab_sha)
+    metrics_path = out / "metrics.jsonl"
+    state, source = None, ""
+    if under_ray and ray.train.get_checkpoint() is not None:  # a worker group restarted after a failure
         with ray.train.get_checkpoint().as_directory() as d:
-            state = load_checkpoint(Path(d) / "ckpt.pt")
-    elif ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
+            state, source = load_checkpoint(Path(d) / "ckpt.pt"), "Ray Train's latest checkpoint"
+    elif ckpt_path.is_file():  # a new run (or a restarted driver) in an out_dir that has one
+        state, source = load_checkpoint(ckpt_path), str(ckpt_path)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step = state["step"]
-        torch.set_rng_state(state["rng"]["torch"])
-        data_rng.bit_generator.state = state["rng"]["numpy_data"]
+        ranks = state.get("ranks", [])
+        if len(ranks) == world:
+            mine = ranks[rank]
+            torch.set_rng_state(mine["torch"])
+            if mine["cuda"] is not None and device.type == "cuda":
+                torch.cuda.set_rng_state(mine["cuda"], device)
+            data_rng.bit_generator.state = mine["numpy_data"]
+            train.position = dict(mine["data_position"])
+        else:
+            data_rng = np.random.default_rng([cfg.seed, rank, start_step])  # not the windows of step 0 again
+            if rank == 0:
+                say(
+                    f"train: the checkpoint was written by {len(ranks)} worker(s), this run has {world}: model and "
+                    "optimizer resume, data order and RNG start afresh (the run is no longer exactly reproducible)"
+                )
         if rank == 0:
-            say(f"train: resuming from step {start_step}")
+            say(f"train: resuming from step {start_step} ({source})")
+            forget_metrics_after(metrics_path, start_step)
 
-    train = TokenData(cfg.data, "train", cfg.tokenizer, vocab_sha, rank, world)
-    val = TokenData(cfg.data, "val", cfg.tokenizer, vocab_sha)
-    if state is not None and len(state.get("data_positions", [])) == world:
-        train.position = dict(state["data_positions"][rank])
-    elif state is not None and cfg.data_order == "sequential":
-        say(f"train: checkpoint has no data position for {world} worker(s); the sequential pass starts over")
     raw_model = model
     if under_ray and world > 1:
         model = ray.train.torch.prepare_model(model)
+    elif torchrun and world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         model = torch.compile(model)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    metrics_path = out / "metrics.jsonl"
     out.mkdir(parents=True, exist_ok=True)
 
     def log(rec: dict[str, Any]) -> None:
@@ -229,17 +250,17 @@ def train_loop(config: dict[str, Any]) -> None:
         return float(np.mean(losses))
 
     def checkpoint(step: int, metrics: dict[str, Any]) -> None:
-        positions = [train.position]
-        if world > 1:  # every rank reads its own shards: keep every cursor
-            positions = [None] * world
-            torch.distributed.all_gather_object(positions, train.position)
+        ranks = [rank_state(data_rng, train.position, device)]
+        if world > 1:  # every rank has its own RNG streams and reads its own shards: keep them all
+            ranks = [None] * world
+            torch.distributed.all_gather_object(ranks, rank_state(data_rng, train.position, device))
         if rank == 0:
-            save_checkpoint(ckpt_path, raw_model, optimizer, step, cfg, data_rng, positions)
+            save_checkpoint(ckpt_path, raw_model, optimizer, step, cfg, ranks)
         if under_ray:
             with tempfile.TemporaryDirectory() as d:
                 ckpt = None
                 if rank == 0:
-                    save_checkpoint(Path(d) / "ckpt.pt", raw_model, optimizer, step, cfg, data_rng, positions)
+                    save_checkpoint(Path(d) / "ckpt.pt", raw_model, optimizer, step, cfg, ranks)
                     ckpt = ray.train.Checkpoint.from_directory(d)
                 ray.train.report(metrics, checkpoint=ckpt)
 
@@ -269,6 +290,7 @@ def train_loop(config: dict[str, Any]) -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
+        fault_point(f"train.step.{done}.rank.{rank}")
         if done % cfg.log_interval == 0 or done == start_step + 1 or done == cfg.max_steps:
             dt = time.time() - t0
             log(
@@ -306,6 +328,19 @@ def train_loop(config: dict[str, Any]) -> None:
         ids = raw_model.generate(prompt, cfg.sample_tokens, cfg.temperature, cfg.top_k, cfg.top_p, generator=gen)
         sample = enc.decode(ids[0].tolist())
         write_json(out / "final.json", summarize(cfg, metrics_path, sample, raw_model.num_params()))
+    if torchrun:
+        torch.distributed.destroy_process_group()
+
+
+def forget_metrics_after(metrics_path: Path, step: int) -> None:
+    """On resume: drop the records of steps after the checkpoint, which the resumed run logs again."""
+    if not metrics_path.is_file():
+        return
+    lines = metrics_path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        with atomic_path(metrics_path) as tmp:
+            tmp.write_text("".join(keep))
 
 
 def summarize(cfg: TrainConfig, metrics_path: Path, sample: str, params: int) -> dict[str, Any]:
@@ -372,6 +407,12 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     config = cfg.resolved() | {"_vocab_sha256": vocab_sha256(cfg.tokenizer)}
     if cfg.mode == "local":
         train_loop(config)
+    elif cfg.mode == "torchrun":
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            raise PipelineError("mode=torchrun: start it with torchrun (RANK and WORLD_SIZE are not set)")
+        train_loop(config)
+        if int(os.environ["RANK"]) != 0:
+            return {"rank": int(os.environ["RANK"])}  # rank 0 writes and reports
     else:
         fit_with_ray(cfg, config)
     plot_losses(out)
@@ -416,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if "stopped_at" in summary:
+    if "rank" in summary:
+        pass
+    elif "stopped_at" in summary:
         print(
             f"train: stopped at step {summary['stopped_at']} as asked; checkpoint {summary['checkpoint']}; "
             "run again without stop_at to resume"

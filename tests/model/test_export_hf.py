@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from model import export_hf
 from model.export_hf import export, main, to_hf_state_dict
 from model.gpt import GPT, GPT2_VOCAB, GPTConfig, padded_vocab
-from model.train import TrainConfig, save_checkpoint
+from model.train import TrainConfig, rank_state, save_checkpoint
 from pipeline.errors import PipelineError
 
 transformers = pytest.importorskip("transformers")
@@ -31,7 +31,7 @@ def random_gpt(bias: bool = True) -> GPT:
 def write_checkpoint(model: GPT, path) -> None:
     cfg = TrainConfig(data="/data/owt/tokens", out_dir=str(path.parent), model="tiny", max_steps=100)
     opt = torch.optim.AdamW(model.parameters())
-    save_checkpoint(path, model, opt, 42, cfg, np.random.default_rng(0))
+    save_checkpoint(path, model, opt, 42, cfg, [rank_state(np.random.default_rng(0), {}, torch.device("cpu"))])
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["bias", "no_bias"])
