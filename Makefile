@@ -19,13 +19,15 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint $(STAGES) train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
+.PHONY: venv demo test lint cluster-up cluster-down cluster-status bench-scale $(STAGES) train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
 	@echo "make test    - the test suite"
 	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
 	@echo "make verify / publish / contamination - check, copy (TO=s3://...) and audit a finished corpus"
+	@echo "make cluster-up / cluster-down - a local two-node Ray cluster (WORKERS=1 CPUS=1 MEMORY_GB=4)"
+	@echo "make submit-<stage> / submit-all / submit-train - run on a Ray cluster as jobs (RAY_ADDRESS, CONFIG, SET)"
 	@echo "make lint    - ruff"
 	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract, bench-dedup, bench-tokenize); figures go to BENCHMARKS.md"
 	@echo "make eval-extract / eval-langid - extraction F1 and language decisions on real data"
@@ -134,6 +136,27 @@ publish: venv
 
 contamination: venv
 	$(PY) -m pipeline contamination --corpus $(CORPUS) --eval $(EVAL) --out $(or $(REPORT),runs/contamination.json)
+
+# A local Ray cluster of a head and WORKERS worker raylets (CPUS and MEMORY_GB each), and jobs submitted to it
+# (or to any cluster: RAY_ADDRESS=http://head:8265). make submit-<stage> | submit-all | submit-train CONFIG=...
+CLUSTER_DIR ?= runs/cluster
+WORKERS ?= 1
+CPUS ?= 1
+MEMORY_GB ?= 4
+cluster-up: venv
+	$(PY) -m pipeline cluster up --dir $(CLUSTER_DIR) --workers $(WORKERS) --cpus $(CPUS) --memory-gb $(MEMORY_GB)
+
+cluster-down: venv
+	$(PY) -m pipeline cluster down --dir $(CLUSTER_DIR)
+
+cluster-status: venv
+	$(PY) -m pipeline cluster status --dir $(CLUSTER_DIR)
+
+submit-%: venv
+	$(PY) -m pipeline submit $* --config $(CONFIG) $(SET_ARGS)
+
+bench-scale: venv
+	$(PY) bench/scale_bench.py
 
 clean-demo:
 	rm -rf runs/demo

@@ -19,70 +19,22 @@ import platform
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
 
-import pyarrow as pa  # noqa: E402
 import trafilatura  # noqa: E402
 
-from pipeline.dataset import shard_name, write_parquet  # noqa: E402
+from bench.pages import fetched_dataset, real_pages  # noqa: E402
+from pipeline.dataset import shard_name  # noqa: E402
 from pipeline.extract import ExtractConfig, Extractor, extract_shard  # noqa: E402
-from pipeline.harvest import links_table  # noqa: E402
 from pipeline.langid import LanguageScorer, token_counts  # noqa: E402
-from pipeline.replay import html_benchmark_pages  # noqa: E402
 from pipeline.resources import fasttext_model_path  # noqa: E402
 from pipeline.stage import ShardTask  # noqa: E402
-from pipeline.warc import iter_responses, write_pages_warc  # noqa: E402
-
-
-def web_corpus_pages(python_pages: int) -> list[tuple[str, bytes]]:
-    pages = []
-    with tarfile.open(SHARED / "web-corpus" / "python3.11-doc_3.11.2-6+deb12u9_html.tar.xz") as tar:
-        for m in tar:
-            if m.isfile() and m.name.endswith(".html") and len(pages) < python_pages:
-                rel = m.name.split("/html/", 1)[-1]
-                pages.append((f"https://docs.python.org/3.11/{rel}", tar.extractfile(m).read()))
-    with tarfile.open(SHARED / "web-corpus" / "debian-handbook_11.20220922_html.tar.xz") as tar:
-        for m in tar:
-            if m.isfile() and "/en-US/" in m.name and m.name.endswith(".html"):
-                name = m.name.rsplit("/", 1)[-1]
-                pages.append((f"https://debian-handbook.info/browse/en-US/stable/{name}", tar.extractfile(m).read()))
-    return pages
-
-
-def fetched_dataset(pages: list[tuple[str, bytes]], root: Path) -> Path:
-    """What fetch would have written for these pages: one WARC file and the index shard."""
-    warc = root / "fetched" / "warc" / f"{shard_name(0)}.00000.warc.gz"
-    write_pages_warc(pages, warc)
-    offsets = {}
-    with open(warc, "rb") as f:
-        from warcio.archiveiterator import ArchiveIterator
-
-        it = ArchiveIterator(f)
-        for record in it:
-            if record.rec_type == "response":
-                offsets[record.rec_headers.get_header("WARC-Target-URI")] = it.get_record_offset()
-    links = links_table(
-        {u: {"host": "", "max": 3, "sum": 3, "n": 1, "created": 0, "ids": set(), "subs": set()} for u, _ in pages}
-    )
-    urls = links.column("url").to_pylist()
-    extra = {
-        "final_url": pa.array(urls),
-        "error": pa.array([None] * len(urls), pa.string()),
-        "warc_file": pa.array([f"warc/{warc.name}"] * len(urls)),
-        "warc_offset": pa.array([offsets[u] for u in urls], pa.int64()),
-    }
-    for name, col in extra.items():
-        links = links.append_column(name, col)
-    index = root / "fetched" / f"{shard_name(0)}.parquet"
-    write_parquet(links, index)
-    return index
+from pipeline.warc import iter_responses  # noqa: E402
 
 
 def ours(index: Path, out: Path) -> tuple[float, int]:
@@ -137,10 +89,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--python-pages", type=int, default=200)
     args = ap.parse_args()
-    pages = list(html_benchmark_pages(SHARED / "html-benchmark")) + web_corpus_pages(args.python_pages)
+    pages = real_pages(args.python_pages)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        index = fetched_dataset(pages, root)
+        index = fetched_dataset(pages, root / "fetched") / f"{shard_name(0)}.parquet"
         assert len(list(iter_responses(index.parent / "warc" / f"{shard_name(0)}.00000.warc.gz"))) == len(pages)
         pages_file = root / "pages.jsonl.gz"
         with gzip.open(pages_file, "wt") as f:

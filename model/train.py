@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import socket
 import os
 import sys
 import tempfile
@@ -264,6 +265,14 @@ def train_loop(config: dict[str, Any]) -> None:
                     ckpt = ray.train.Checkpoint.from_directory(d)
                 ray.train.report(metrics, checkpoint=ckpt)
 
+    # Where each rank runs (host, Ray node), for final.json: a multi-node run shows it used every node.
+    me = {"rank": rank, "host": socket.gethostname(), "device": str(device)}
+    if under_ray:
+        me["node"] = ray.get_runtime_context().get_node_id()
+    workers = [me]
+    if world > 1:
+        workers = [None] * world
+        torch.distributed.all_gather_object(workers, me)
     tokens_per_step = cfg.batch_size * gcfg.block_size * cfg.grad_accum * world
     t0 = time.time()
     model.train()
@@ -327,7 +336,8 @@ def train_loop(config: dict[str, Any]) -> None:
         raw_model.eval()
         ids = raw_model.generate(prompt, cfg.sample_tokens, cfg.temperature, cfg.top_k, cfg.top_p, generator=gen)
         sample = enc.decode(ids[0].tolist())
-        write_json(out / "final.json", summarize(cfg, metrics_path, sample, raw_model.num_params()))
+        summary = summarize(cfg, metrics_path, sample, raw_model.num_params()) | {"workers": workers}
+        write_json(out / "final.json", summary)
     if torchrun:
         torch.distributed.destroy_process_group()
 

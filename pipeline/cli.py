@@ -32,6 +32,8 @@ TOOLS: dict[str, tuple[str, str, str]] = {
     "publish": ("pipeline.published", "main_publish", "copy a corpus and its manifest to s3://, gs:// or file://"),
     "download": ("pipeline.published", "main_download", "a verified local copy of a published corpus"),
     "contamination": ("pipeline.contamination", "main", "8-gram overlap of evaluation texts with the corpus"),
+    "cluster": ("pipeline.cluster", "main_cluster", "start, inspect or stop a local multi-node Ray cluster"),
+    "submit": ("pipeline.cluster", "main_submit", "run stages (or train) on a Ray cluster as Ray jobs, in order"),
 }
 
 

@@ -85,7 +85,7 @@ class RayRunner:
         if not items:
             return []
         # Tasks are idempotent (atomic writes, completion records), so Ray may rerun one after a worker dies.
-        remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+        remote = ray.remote(num_cpus=1, max_retries=3)(_on_node(fn))
         refs = [remote.remote(item) for item in items]
         pending = list(refs)
         results: dict[Any, Any] = {}
@@ -106,6 +106,19 @@ class RayRunner:
     def close(self) -> None:
         if self._owned:
             self._ray.shutdown()
+
+
+def _on_node(fn: Callable[[T], R]) -> Callable[[T], R]:
+    """`fn`, telling the shard's completion record which Ray node ran it (OWT_NODE_ID; see stage.finish_shard)."""
+
+    def run(item: T) -> R:
+        import ray
+
+        os.environ["OWT_NODE_ID"] = ray.get_runtime_context().get_node_id()
+        return fn(item)
+
+    run.__name__ = run.__qualname__ = getattr(fn, "__name__", "task")  # the task's name in Ray's dashboard
+    return run
 
 
 def raise_failures(failures: list[BaseException], total: int) -> None:

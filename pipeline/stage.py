@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -46,6 +48,8 @@ def finish_shard(
         "rows_out": rows_out,
         "drops": dict(sorted((drops or {}).items())),
         "files": [file_entry(Path(p), ds.path) for p in files],
+        # where it ran: which machine, which Ray node (set by the Ray runner; absent in-process)
+        "worker": {"host": socket.gethostname(), "node": os.environ.get("OWT_NODE_ID")},
         **(extra or {}),
     }
     ds.write_record(f"{records_dir}/{task.name}" if records_dir else task.name, record)
