@@ -230,13 +230,23 @@ def entrypoint(target: str, config: str | None, overrides: list[str]) -> str:
     mine = [o.split(".", 1)[1] for o in overrides if o.startswith(target + ".")]
     cfg = load_config(cls, target, config, mine)
     args = []
-    for key, value in cfg.resolved().items():
-        if value is None:
-            continue  # the default: TOML has no null
+    # Only what differs from the defaults (the job's stage saves its whole resolved config with its output).
+    for key, value in flat(cfg.model_dump(mode="json", exclude_defaults=True)):
         if key in PATH_KEYS:
             value = _absolute(value)
         args.append(f"--set {key}={shlex.quote(toml_literal(value))}")
     return f"python -m {module} " + " ".join(args)
+
+
+def flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested tables as dotted keys (`quality.min_stop_words`), as `--set` takes them; None (not in TOML) left out."""
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += flat(v, f"{prefix}{k}.")
+        elif v is not None:
+            out.append((prefix + k, v))
+    return out
 
 
 def submit(

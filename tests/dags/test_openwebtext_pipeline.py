@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
+TASKS = STAGES + ["publish"]
 pytest.importorskip("airflow", reason="Airflow is installed by `make test` (the [airflow] extra)")
 
 
@@ -40,28 +41,48 @@ def test_dag_imports_and_chains_the_stages(airflow_env):
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["errors"] == {}
-    assert out["tasks"] == {s: ([STAGES[i + 1]] if i + 1 < len(STAGES) else []) for i, s in enumerate(STAGES)}
+    assert out["tasks"] == {s: ([TASKS[i + 1]] if i + 1 < len(TASKS) else []) for i, s in enumerate(TASKS)}
     assert all(n >= 1 for n in out["retries"])
 
 
 @pytest.mark.slow
-def test_dag_run_completes_every_stage(airflow_env, demo_world, replay, tmp_path):
+def test_dag_run_submits_every_stage_to_a_ray_head_and_publishes(airflow_env, demo_world, replay, tmp_path):
+    """`airflow dags test` (dag.test()) with a real local Ray head: every stage a Ray job, the corpus published."""
+    from pipeline.cluster import cluster_down, cluster_up
+
     airflow, env = airflow_env
-    run_dir = tmp_path / "run"
-    config = (ROOT / "pipeline" / "configs" / "demo.toml").read_text().replace("runs/demo", str(run_dir))
+    config = (ROOT / "pipeline" / "configs" / "demo.toml").read_text()
     config = config.replace("[fetch]\n", f'[fetch]\nproxy = "{replay}"\n')
-    config = config.replace(f'["{run_dir}/world/reddit"]', f'["{demo_world}/reddit"]')
     (tmp_path / "config.toml").write_text(config)
-    conf = json.dumps({"config": str(tmp_path / "config.toml"), "project_dir": str(ROOT)})
-    r = subprocess.run(
-        [airflow, "dags", "test", "openwebtext_pipeline", "-c", conf],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    assert "state=success" in r.stdout + r.stderr
-    manifest = json.loads((run_dir / "data_manifests" / "owt-demo" / "0.1.0" / "manifest.json").read_text())
+    out = tmp_path / "corpus"
+    head = cluster_up(tmp_path / "ray", workers=0, cpus=2, memory_gb=4)
+    try:
+        conf = {
+            "ray_address": head["dashboard"],
+            "config": str(tmp_path / "config.toml"),
+            "dumps": [str(demo_world / "reddit")],
+            "output": str(out),
+            "name": "owt-dag",
+            "version": "1.2.3",
+            "publish_to": f"file://{tmp_path / 'published'}",
+            "project_dir": str(ROOT),
+        }
+        r = subprocess.run(
+            [airflow, "dags", "test", "openwebtext_pipeline", "-c", json.dumps(conf)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        cluster_down(tmp_path / "ray")
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    assert "state=success" in log
+    for stage in STAGES:
+        assert f"submit: {stage}: job" in log and "SUCCEEDED" in log  # each stage went to the cluster as a job
+    manifest = json.loads((out / "data_manifests" / "owt-dag" / "1.2.3" / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["stages"]] == STAGES[:-1]
     assert manifest["totals"]["tokens"]["train"] > 0
+    published = json.loads((tmp_path / "published" / "owt-dag" / "1.2.3" / "manifest.json").read_text())
+    assert published["version"] == "1.2.3" and published["files"] == manifest["files"]

@@ -1,0 +1,47 @@
+"""What `pipeline submit` sends: a stage's resolved config as `--set` values that read back to the same config."""
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import stage_parts
+from pipeline.cluster import entrypoint, job_address
+from pipeline.config import load_config
+from pipeline.errors import PipelineError
+
+
+def sets_of(command: str) -> list[str]:
+    words = shlex.split(command)
+    return [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+
+
+def test_the_job_reads_back_the_config_resolved_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.toml"
+    config.write_text('[filter]\ninput = "docs"\noutput = "s3://bucket/filtered"\nlanguages = ["en", "de"]\n')
+    overrides = ["filter.quality.min_stop_words=1", "filter.min_tokens=64", "extract.timeout_s=1"]
+    command = entrypoint("filter", str(config), overrides)
+    assert command.startswith("python -m pipeline filter ")
+    sets = sets_of(command)
+    assert "quality.min_stop_words=1" in sets  # nested tables as dotted keys
+    assert not any(s.startswith("timeout_s") for s in sets)  # another stage's override stays out
+    cls = stage_parts("filter")[1]
+    here = load_config(cls, "filter", str(config), [o.split(".", 1)[1] for o in overrides if o.startswith("filter.")])
+    there = load_config(cls, "filter", None, sets)
+    assert there.input == str(tmp_path / "docs")  # relative paths made absolute
+    assert there.output == "s3://bucket/filtered"  # URIs untouched
+    assert there.model_copy(update={"input": "docs"}) == here
+
+
+def test_train_and_unknown_targets(tmp_path):
+    sets = sets_of(entrypoint("train", None, [f"train.data={tmp_path}", "train.out_dir=o", "train.num_workers=2"]))
+    assert f"out_dir={Path('o').resolve()}" in [s.replace('"', "") for s in sets] and "num_workers=2" in sets
+    with pytest.raises(PipelineError, match="unknown target"):
+        entrypoint("bogus", None, [])
+
+
+def test_no_address_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(PipelineError, match="make cluster-up"):
+        job_address(None, tmp_path)
