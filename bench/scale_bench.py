@@ -39,13 +39,21 @@ def run_extract(address: str, fetched: Path, out: Path) -> dict:
     if p.returncode != 0:
         raise SystemExit(f"extract failed on {address}:\n{p.stderr[-3000:]}")
     stage = read_json(out / "_stage.json")
-    nodes = {read_json(f)["worker"]["node"] for f in (out / "_shards").glob("*.json")}
+    workers = [read_json(f)["worker"] for f in (out / "_shards").glob("*.json")]
+    busy: dict[str, float] = {}
+    for w in workers:
+        busy[w["node"]] = busy.get(w["node"], 0.0) + (w.get("task_s") or 0.0)
+    nodes = set(busy)
     return {
         "stage_s": stage["wall_time_s"],
         "process_s": wall,
         "rows_in": stage["rows_in"],
         "rows_out": stage["rows_out"],
         "nodes": len(nodes),
+        # seconds of task time per node, and the share of the stage's wall time the nodes were busy
+        "busy_s": sorted(round(b, 1) for b in busy.values()),
+        "utilization": round(sum(busy.values()) / (len(nodes) * stage["wall_time_s"]), 3),
+        "task_s_per_page": round(sum(busy.values()) / stage["rows_in"], 4),
     }
 
 
@@ -86,6 +94,8 @@ def main() -> int:
         "speedup": round(statistics.median(ratios), 3),
         "all_speedups": [round(x, 3) for x in ratios],
         "nodes_used": {n: rows[0][n]["nodes"] for n in (1, 2)},
+        "utilization": {n: statistics.median(r[n]["utilization"] for r in rows) for n in (1, 2)},
+        "task_s_per_page": {n: statistics.median(r[n]["task_s_per_page"] for r in rows) for n in (1, 2)},
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     print(json.dumps(result, indent=2))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -109,12 +110,14 @@ class RayRunner:
 
 
 def _on_node(fn: Callable[[T], R]) -> Callable[[T], R]:
-    """`fn`, telling the shard's completion record which Ray node ran it (OWT_NODE_ID; see stage.finish_shard)."""
+    """`fn`, telling the shard's completion record which Ray node ran it and when the task started (see
+    stage.finish_shard)."""
 
     def run(item: T) -> R:
         import ray
 
         os.environ["OWT_NODE_ID"] = ray.get_runtime_context().get_node_id()
+        os.environ["OWT_TASK_STARTED"] = repr(time.time())
         return fn(item)
 
     run.__name__ = run.__qualname__ = getattr(fn, "__name__", "task")  # the task's name in Ray's dashboard

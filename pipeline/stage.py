@@ -49,11 +49,16 @@ def finish_shard(
         "drops": dict(sorted((drops or {}).items())),
         "files": [file_entry(Path(p), ds.path) for p in files],
         # where it ran: which machine, which Ray node (set by the Ray runner; absent in-process)
-        "worker": {"host": socket.gethostname(), "node": os.environ.get("OWT_NODE_ID")},
+        "worker": {"host": socket.gethostname(), "node": os.environ.get("OWT_NODE_ID"), "task_s": _task_seconds()},
         **(extra or {}),
     }
     ds.write_record(f"{records_dir}/{task.name}" if records_dir else task.name, record)
     return record
+
+
+def _task_seconds() -> float | None:
+    started = os.environ.get("OWT_TASK_STARTED")
+    return round(time.time() - float(started), 3) if started else None
 
 
 def combined_fingerprint(parts: list[str]) -> str:

@@ -1,0 +1,29 @@
+"""The cloud cluster files in deploy/: the `ray up` config is well formed and the full-scale config is valid for every
+stage and the trainer (they cannot be run here: no cloud access)."""
+
+from pathlib import Path
+
+import yaml
+
+from model.train import TrainConfig
+from pipeline.cli import STAGES, stage_parts
+from pipeline.config import load_config
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+
+
+def test_ray_up_config_is_well_formed():
+    cfg = yaml.safe_load((DEPLOY / "ray-aws.yaml").read_text())
+    assert cfg["head_node_type"] in cfg["available_node_types"]
+    assert cfg["max_workers"] >= sum(t.get("max_workers", 0) for t in cfg["available_node_types"].values()) - 1
+    assert all("node_config" in t for t in cfg["available_node_types"].values())
+
+
+def test_full_scale_config_loads_for_every_stage_and_the_trainer():
+    path = DEPLOY / "owt.toml"
+    for stage in STAGES:
+        cfg = load_config(stage_parts(stage)[1], stage, path)
+        assert cfg.output.startswith("/mnt/owt/")
+    train = load_config(TrainConfig, "train", path)
+    tokens_per_step = train.batch_size * 1024 * train.grad_accum * train.num_workers
+    assert tokens_per_step == 491_520  # nanoGPT's ~0.5M tokens per step for GPT-2 124M
