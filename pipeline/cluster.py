@@ -143,15 +143,17 @@ def cluster_up(
 
 
 def cluster_processes(root: Path) -> list:
-    """Every process of the cluster under `root`: those whose command line names one of its temp dirs, and their
-    descendants (workers rename themselves `ray::...` and lose the path)."""
+    """Every process of the cluster under `root`: Ray's programs whose command line names one of its temp dirs, and
+    their descendants (workers rename themselves `ray::...` and lose the path)."""
     import psutil
 
     marker = str(temp_base(root)) + os.sep  # its temp dirs are inside: runs/cluster2 is not runs/cluster
     found: dict[int, Any] = {}
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if any(marker in part for part in (p.info["cmdline"] or [])):
+            cmdline = p.info["cmdline"] or []
+            # Ray's own programs (…/site-packages/ray/…) naming the cluster's dirs; not, say, a `tail -f` of its logs.
+            if any(marker in part for part in cmdline) and any("/ray/" in part for part in cmdline[:3]):
                 found[p.pid] = p
                 for child in p.children(recursive=True):
                     found[child.pid] = child

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from bench.pages import fetched_dataset, real_pages
-from pipeline.cluster import cluster_down, cluster_processes, cluster_up, job_address
+from pipeline.cluster import cluster_down, cluster_processes, cluster_up, job_address, temp_base
 from pipeline.dataset import Dataset, read_json
 from pipeline.errors import PipelineError
 from pipeline.extract import ExtractConfig
@@ -110,8 +110,15 @@ def test_cluster_down_stops_only_that_cluster(tmp_path_factory, ray_runner, monk
     cluster_up(root, workers=0, cpus=1, memory_gb=2)
     mine = {p.pid for p in cluster_processes(root)}
     assert mine
-    stopped = cluster_down(root)
-    assert stopped == len(mine) and not any(psutil.pid_exists(pid) for pid in mine)
+    log = temp_base(root) / "head" / "notes.log"  # a user's `tail -f` of a file in the cluster's dir
+    log.write_text("x\n")
+    reader = subprocess.Popen(["tail", "-f", str(log)], stdout=subprocess.DEVNULL)
+    try:
+        stopped = cluster_down(root)
+        assert stopped == len(mine) and not any(psutil.pid_exists(pid) for pid in mine)
+        assert reader.poll() is None  # not a Ray process: left alone
+    finally:
+        reader.kill()
     assert ray.is_initialized() and ray.get(ray.remote(lambda: 1).remote()) == 1  # the session's own Ray lives on
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(PipelineError, match="no cluster address"):
