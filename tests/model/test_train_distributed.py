@@ -107,7 +107,9 @@ def test_ray_train_survives_a_killed_worker_and_a_killed_driver(shakespeare_toke
         if driver.poll() is None:
             driver.kill()
     first = log.read_text()
-    assert marker.exists() and "train: resuming from step 4 (Ray Train's latest checkpoint)" in first, first[-3000:]
+    # The restarted group resumes from step 4: from Ray Train's checkpoint, or from out_dir's ckpt.pt when the
+    # controller had not yet registered the step-4 report when rank 1 died (both hold the same state).
+    assert marker.exists() and "train: resuming from step 4 (" in first, first[-3000:]
     assert not (out / "final.json").exists(), "the run finished before its driver was killed"
 
     again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
