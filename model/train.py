@@ -2,8 +2,8 @@
 
 Runs under Ray Train's TorchTrainer (mode="ray", default; DDP across `num_workers`), as one plain process
 (mode="local"), or as the processes torchrun starts (mode="torchrun": `torchrun --nproc-per-node N -m model.train
---set mode=torchrun ...`; DDP, rank 0 writes). Checkpoints carry model, optimizer, step, config and every RNG state, so a resumed run continues
-exactly where it stopped.
+--set mode=torchrun ...`; DDP, rank 0 writes). Checkpoints carry model, optimizer, step, config and each rank's
+RNG states and data position, so a resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import socket
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -226,7 +226,9 @@ def train_loop(config: dict[str, Any]) -> None:
     if under_ray and world > 1:
         model = ray.train.torch.prepare_model(model)
     elif torchrun and world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.compile:
         model = torch.compile(model)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
