@@ -187,7 +187,7 @@ def last_eval(checkpoint: Path, step: int) -> dict[str, Any] | None:
 
 def model_card(ckpt: dict[str, Any], checkpoint: Path, n_params: int, dtype: str, tokenizer_note: str | None) -> str:
     g, c, step = ckpt["gpt_config"], ckpt.get("config", {}), ckpt.get("step", 0)
-    world = c.get("num_workers", 1) if c.get("mode") == "ray" else 1
+    world = len(ckpt.get("ranks") or [None])  # one rank_state per DDP rank, whichever mode ran them
     tokens = step * c.get("batch_size", 0) * c.get("grad_accum", 1) * g["block_size"] * world
     ev = last_eval(checkpoint, step)
     val = f"{ev['val_loss']:.4f} (step {ev['step']})" if ev else "not recorded beside the checkpoint"

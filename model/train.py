@@ -252,11 +252,17 @@ def train_loop(config: dict[str, Any]) -> None:
         model.train()
         return float(np.mean(losses))
 
+    def gather(obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order (on every rank)."""
+        if world == 1:
+            return [obj]
+        out = [None] * world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
     def checkpoint(step: int, metrics: dict[str, Any]) -> None:
-        ranks = [rank_state(data_rng, train.position, device)]
-        if world > 1:  # every rank has its own RNG streams and reads its own shards: keep them all
-            ranks = [None] * world
-            torch.distributed.all_gather_object(ranks, rank_state(data_rng, train.position, device))
+        # every rank has its own RNG streams and reads its own shards: keep them all
+        ranks = gather(rank_state(data_rng, train.position, device))
         if rank == 0:
             save_checkpoint(ckpt_path, raw_model, optimizer, step, cfg, ranks)
         if under_ray:
@@ -271,10 +277,7 @@ def train_loop(config: dict[str, Any]) -> None:
     me = {"rank": rank, "host": socket.gethostname(), "device": str(device)}
     if under_ray:
         me["node"] = ray.get_runtime_context().get_node_id()
-    workers = [me]
-    if world > 1:
-        workers = [None] * world
-        torch.distributed.all_gather_object(workers, me)
+    workers = gather(me)
     tokens_per_step = cfg.batch_size * gcfg.block_size * cfg.grad_accum * world
     t0 = time.time()
     model.train()
@@ -470,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if "rank" in summary:
-        pass
-    elif "stopped_at" in summary:
+        return 0  # a torchrun rank other than 0: rank 0 reports
+    if "stopped_at" in summary:
         print(
             f"train: stopped at step {summary['stopped_at']} as asked; checkpoint {summary['checkpoint']}; "
             "run again without stop_at to resume"

@@ -263,6 +263,9 @@ def submit(
 
     if targets == ["all"]:
         targets = list(STAGES)
+    if not wait and len(targets) > 1:
+        # Each stage reads the previous one's finished output: only a watched job can gate the next.
+        raise PipelineError("submit: --no-wait takes a single target (stages run in order, each after the last)")
     if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
         os.environ["RAY_AUTH_MODE"] = "token"  # before ray is imported, as `ray start` enabled it
     from ray.job_submission import JobSubmissionClient
@@ -270,7 +273,9 @@ def submit(
     commands = [(t, entrypoint(t, config, overrides)) for t in targets]  # every config checked before any job
     url = job_address(address)
     client = JobSubmissionClient(url)
-    env = {k: os.environ[k] for k in ("TIKTOKEN_CACHE_DIR", "OWT_FASTTEXT_MODEL") if os.environ.get(k)}
+    from pipeline.runner import FORWARDED_ENV
+
+    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
     for target, command in commands:
         job = _submit_job(
             client,

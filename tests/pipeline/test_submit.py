@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import stage_parts
-from pipeline.cluster import entrypoint, job_address
+from pipeline.cluster import entrypoint, job_address, submit
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 
@@ -45,3 +45,8 @@ def test_no_address_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(PipelineError, match="make cluster-up"):
         job_address(None, tmp_path)
+
+
+def test_no_wait_takes_one_target():
+    with pytest.raises(PipelineError, match="single target"):
+        submit(["all"], None, [], "http://127.0.0.1:1", wait=False)  # fails before any connection
