@@ -8,6 +8,8 @@
 
 A directory without `_stage.json` is incomplete: the next stage refuses it, a rerun resumes it.
 Every file is written under a temporary name and renamed, so a crash never leaves a file that looks finished.
+A dataset may also lie on object storage (`s3://...`): stage code then works on a local mirror of it, and every
+finished file is uploaded whole as it is renamed (pipeline/storage.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.errors import PipelineError
 
 STAGE_FILE = "_stage.json"
@@ -38,13 +40,15 @@ def shard_name(index: int) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds (and upload it, whole,
+    when `path` is in the mirror of a remote dataset)."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, final)
+        storage.pushed(final)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -56,13 +60,14 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    p = Path(path)
+    shown = storage.uri_of(path)
     try:
-        return json.loads(p.read_text())
+        return json.loads(storage.read_text(path))
     except FileNotFoundError:
-        raise PipelineError(f"{p}: not found") from None
-    except json.JSONDecodeError as e:
-        raise PipelineError(f"{p}: corrupt JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise PipelineError(f"{shown}: not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" at line {e.lineno} column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else f": {e}"
+        raise PipelineError(f"{shown}: corrupt JSON{where}") from None
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> None:
@@ -73,9 +78,9 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.read_table(storage.pull(path), columns=columns)
     except (OSError, pa.ArrowInvalid) as e:
-        raise PipelineError(f"{path}: unreadable shard ({e}); rerun the stage that wrote it") from None
+        raise PipelineError(f"{storage.uri_of(path)}: unreadable shard ({e}); rerun the stage that wrote it") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -113,25 +118,26 @@ class Dataset:
     """A dataset directory, as one stage's output and the next stage's input."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = storage.local_view(path)  # the mirror of a remote dataset
+        self.uri = storage.uri_of(self.path)
 
     def __repr__(self) -> str:
-        return f"Dataset({str(self.path)!r})"
+        return f"Dataset({self.uri!r})"
 
     @property
     def stage_file(self) -> Path:
         return self.path / STAGE_FILE
 
     def is_complete(self) -> bool:
-        return self.stage_file.is_file()
+        return storage.is_file(self.stage_file)
 
     def manifest(self) -> dict[str, Any]:
         """The stage manifest of a finished dataset; a clear error if the stage never finished."""
-        if not self.path.is_dir():
-            raise PipelineError(f"input {self.path}: no such dataset directory; run the stage that writes it first")
         if not self.is_complete():
+            if not storage.has_files(self.path):
+                raise PipelineError(f"input {self.uri}: no such dataset directory; run the stage that writes it first")
             raise PipelineError(
-                f"input {self.path}: incomplete (no {STAGE_FILE}); rerun the stage that writes it to finish it"
+                f"input {self.uri}: incomplete (no {STAGE_FILE}); rerun the stage that writes it to finish it"
             )
         return read_json(self.stage_file)
 
@@ -149,8 +155,8 @@ class Dataset:
                 folder = rel.rpartition("/")[0]
                 if rel.endswith(suffix) and folder == subdir:
                     p = self.path / rel
-                    if not p.is_file():
-                        raise PipelineError(f"input {self.path}: shard file {rel} is missing; rerun its stage")
+                    if not storage.is_file(p):
+                        raise PipelineError(f"input {self.uri}: shard file {rel} is missing; rerun its stage")
                     entries.append((p, entry.get("sha256", "")))
         return entries
 
@@ -164,10 +170,10 @@ class Dataset:
 
     def done_record(self, name: str) -> dict[str, Any] | None:
         p = self.record_path(name)
-        if not p.is_file():
+        if not storage.is_file(p):
             return None
         rec = read_json(p)
-        if not all((self.path / f["path"]).is_file() for f in rec["files"]):
+        if not all(storage.is_file(self.path / f["path"]) for f in rec["files"]):
             return None  # a file went missing since: redo the shard
         return rec
 
@@ -175,5 +181,4 @@ class Dataset:
         write_json(self.record_path(name), record)
 
     def reset(self) -> None:
-        if self.path.exists():
-            shutil.rmtree(self.path)
+        storage.remove_tree(self.path)

@@ -27,6 +27,7 @@ from pydantic import Field, model_validator
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from pipeline import storage
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, atomic_path, read_parquet, write_parquet
 from pipeline.minhash import MinHasher, fmix64
@@ -320,7 +321,7 @@ def write_arrow(table: pa.Table, path: str | Path) -> None:
 
 
 def read_arrow(path: str | Path) -> pa.Table:
-    return ipc.open_file(pa.memory_map(str(path))).read_all()
+    return ipc.open_file(pa.memory_map(str(storage.pull(path)))).read_all()
 
 
 def signatures_shard(task: ShardTask) -> dict[str, Any]:
@@ -377,7 +378,7 @@ def remove_shard(task: ShardTask) -> dict[str, Any]:
 
 def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
     src = Dataset(cfg.input)
-    run_ = StageRun("dedup", cfg, cfg.output, {str(src.path): src.fingerprint()}, runner, overwrite)
+    run_ = StageRun("dedup", cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite)
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
     out_dir = run_.out.path.resolve()

@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 import zstandard
 
+from pipeline import storage
 from pipeline.errors import PipelineError
 
 DUMP_SUFFIXES = (".zst", ".xz", ".bz2", ".gz", ".json", ".ndjson", ".jsonl")
@@ -78,7 +79,7 @@ class DumpReader:
 
     def batches(self, size_hint: int = 1 << 20) -> Iterator[list[bytes]]:
         """Lists of lines of about `size_hint` bytes: the per-line cost of a Python generator, paid per batch."""
-        with open(self.path, "rb") as f:
+        with storage.open_input(self.path) as f:  # a dump on object storage is streamed, not copied
             hashing = HashingReader(f)
             stream = io.BufferedReader(_decompressed(self.path, hashing), buffer_size=1 << 20)  # type: ignore[arg-type]
             while True:
@@ -86,7 +87,7 @@ class DumpReader:
                     batch = stream.readlines(size_hint)
                 except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError) as e:
                     raise PipelineError(
-                        f"{self.path}: corrupt or truncated dump after line {self.lines} "
+                        f"{storage.uri_of(self.path)}: corrupt or truncated dump after line {self.lines} "
                         f"(compressed offset ~{hashing.bytes_read}): {e}; re-download it"
                     ) from None
                 if not batch:
@@ -102,6 +103,9 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
     """Files, directories (every dump file inside) and globs, deduplicated and sorted by name."""
     found: set[Path] = set()
     for pattern in patterns:
+        if storage.is_remote(pattern):
+            found.update(_expand_remote(pattern))
+            continue
         p = Path(pattern)
         if p.is_dir():
             found.update(q for q in p.iterdir() if q.is_file() and q.name.lower().endswith(DUMP_SUFFIXES))
@@ -113,3 +117,19 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
                 raise PipelineError(f"harvest input {pattern}: no such file, directory or matching glob")
             found.update(matches)
     return sorted((q.resolve() for q in found), key=lambda q: (q.name, str(q)))
+
+
+def _expand_remote(pattern: str) -> list[Path]:
+    """The same rules on object storage, as mirror paths (pipeline/storage.py): a dump, a folder of dumps, or a glob
+    in the last path component."""
+    view = storage.local_view(pattern)
+    if storage.is_file(view):
+        return [view]
+    if glob.has_magic(view.name):
+        folder, name_pattern = view.parent, view.name
+    else:
+        folder, name_pattern = view, "*"
+    found = [q for q in storage.glob(folder, name_pattern) if q.name.lower().endswith(DUMP_SUFFIXES)]
+    if not found:
+        raise PipelineError(f"harvest input {pattern}: no such dump, folder of dumps or matching glob")
+    return found

@@ -21,6 +21,7 @@ import trafilatura
 from pydantic import Field
 from trafilatura.settings import use_config
 
+from pipeline import storage
 from pipeline.config import StageConfig
 from pipeline.dataset import read_parquet, write_parquet
 from pipeline.langid import LanguageScorer, token_counts
@@ -151,11 +152,14 @@ def extract_shard(task: ShardTask) -> dict[str, Any]:
     drops: Counter = Counter()
     rows: dict[str, list[Any]] = {c: [] for c in CARRIED + ["text", "html_lang"]}
     candidates = 0
+    warcs: dict[str, Path] = {}  # each WARC file made local once (a download when the input is remote)
     for rec in index.to_pylist():
         if rec["error"] is not None:
             continue  # counted as a drop by fetch; kept in its index for inspection
         candidates += 1
-        resp = read_response_at(src_dir / rec["warc_file"], rec["warc_offset"])
+        if (warc := warcs.get(rec["warc_file"])) is None:
+            warc = warcs[rec["warc_file"]] = storage.pull(src_dir / rec["warc_file"])
+        resp = read_response_at(warc, rec["warc_offset"])
         got = extractor(resp.body, rec["final_url"])
         if got.timed_out:
             drops["extraction_timeout"] += 1

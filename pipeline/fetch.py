@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import shutil
 import threading
 import time
 import warnings
@@ -33,7 +32,7 @@ from pydantic import Field
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from pipeline import __version__
+from pipeline import __version__, storage
 from pipeline.config import StageConfig
 from pipeline.dataset import atomic_path, read_parquet, write_parquet
 from pipeline.netguard import AddressPolicy, BlockedAddress, GuardedAdapter
@@ -360,19 +359,18 @@ class Segments:
         self.out, self.shard, self.gzip_level = out, shard, gzip_level
         self.parts_dir = out / "_parts" / shard
         stamp = self.parts_dir / "input_fingerprint"
-        if stamp.is_file() and stamp.read_text() != input_fingerprint:
-            shutil.rmtree(self.parts_dir)  # committed for another input: none of it can be resumed
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(input_fingerprint)
-        parts = sorted(self.parts_dir.glob("*.parquet"))
-        self.done = {p.stem for p in parts}
-        for w in (out / "warc").glob(f"{shard}.*.warc.gz"):
+        if storage.is_file(stamp) and storage.read_text(stamp) != input_fingerprint:
+            storage.remove_tree(self.parts_dir)  # committed for another input: none of it can be resumed
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(input_fingerprint)
+        self.done = {p.stem for p in storage.glob(self.parts_dir, "*.parquet")}
+        for w in storage.glob(out / "warc", f"{shard}.*.warc.gz"):
             if w.name.split(".")[-3] not in self.done:
-                w.unlink()  # the uncommitted segment of a killed run: its URLs are fetched again
+                storage.unlink(w)  # the uncommitted segment of a killed run: its URLs are fetched again
         self.next = max((int(s) for s in self.done), default=-1) + 1
 
     def table(self) -> pa.Table:
-        parts = [read_parquet(p) for p in sorted(self.parts_dir.glob("*.parquet"))]
+        parts = [read_parquet(p) for p in storage.glob(self.parts_dir, "*.parquet")]
         return pa.concat_tables(parts) if parts else PART_SCHEMA.empty_table()
 
     def warc_files(self) -> list[Path]:
@@ -451,7 +449,7 @@ def fetch_shard(task: ShardTask) -> dict[str, Any]:
         drops=Counter(errors),
         extra={"fetch_seconds": round(time.time() - started, 3), "resumed_with": len(fetched)},
     )
-    shutil.rmtree(segments.parts_dir, ignore_errors=True)  # the index now holds them; the record is written
+    storage.remove_tree(segments.parts_dir)  # the index now holds them; the record is written
     return record
 
 

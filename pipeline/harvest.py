@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import simdjson
 from pydantic import Field, field_validator
 
+from pipeline import storage
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, shard_name, write_parquet
 from pipeline.dumps import DumpReader, expand_inputs
@@ -530,7 +531,7 @@ def reduce_bucket(task: ShardTask) -> dict[str, Any]:
     cfg: HarvestConfig = task.config
     links: dict[str, dict[str, Any]] = {}
     for part in task.inputs:
-        for r in pq.read_table(part, filters=[("bucket", "=", task.extra["bucket"])]).to_pylist():
+        for r in pq.read_table(storage.pull(part), filters=[("bucket", "=", task.extra["bucket"])]).to_pylist():
             merge_link(
                 links,
                 r["url"],
@@ -571,13 +572,13 @@ def select_dumps(cfg: HarvestConfig) -> list[Path]:
 def run(cfg: HarvestConfig, runner, overwrite: bool = False) -> dict[str, Any]:
     dumps = select_dumps(cfg)
     # Dumps are named by size and mtime here (cheap); their sha256 is computed while reading, into the manifest.
-    inputs = {str(p): f"{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in dumps}
+    inputs = {storage.uri_of(p): "{}:{}".format(*storage.stat(p)) for p in dumps}
     run_ = StageRun("harvest", cfg, cfg.output, inputs, runner, overwrite)
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
     out_dir = run_.out.path.resolve()
     map_tasks = [
-        ShardTask(f"map-{i:05d}", [str(p)], str(out_dir), cfg, {"input_fingerprint": inputs[str(p)]})
+        ShardTask(f"map-{i:05d}", [str(p)], str(out_dir), cfg, {"input_fingerprint": inputs[storage.uri_of(p)]})
         for i, p in enumerate(dumps)
     ]
     mapped = run_.map(map_dump, map_tasks, "map", records_dir="_map")
@@ -593,7 +594,7 @@ def run(cfg: HarvestConfig, runner, overwrite: bool = False) -> dict[str, Any]:
         drops.update(rec["drops"])
     domains: Counter = Counter()
     for p in (out_dir / s["files"][0]["path"] for s in shards):
-        domains.update(pq.read_table(p, columns=["registered_domain"]).column(0).to_pylist())
+        domains.update(pq.read_table(storage.pull(p), columns=["registered_domain"]).column(0).to_pylist())
     return run_.finish(
         shards,
         rows_in=sum(r["rows_in"] for r in mapped),
@@ -611,4 +612,4 @@ def run(cfg: HarvestConfig, runner, overwrite: bool = False) -> dict[str, Any]:
 
 
 def read_links(path: str | Path) -> pa.Table:
-    return pa.concat_tables([pq.read_table(p) for p in Dataset(path).shard_files()])
+    return pa.concat_tables([pq.read_table(storage.pull(p)) for p in Dataset(path).shard_files()])

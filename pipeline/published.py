@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import posixpath
 import sys
 import tempfile
@@ -22,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 from tqdm import tqdm
@@ -30,44 +28,12 @@ from tqdm import tqdm
 from pipeline.dataset import atomic_path, sha256_file
 from pipeline.errors import PipelineError
 from pipeline.stage import now_iso
+from pipeline.storage import Location, locate
 
 MANIFEST = "manifest.json"
 # Files beside a published corpus that describe it and are not in its file list.
 SIDECARS = {MANIFEST, "croissant.json", "README.md", "funnel.png", "domains.png"}
 CHUNK = 8 << 20
-
-
-@dataclass
-class Location:
-    """A folder on some filesystem; `query` keeps the URI's filesystem options for printing a URI back."""
-
-    fs: pafs.FileSystem
-    path: str  # the filesystem's own path (bucket/key for object stores)
-    scheme: str = "file"
-    query: str = ""
-
-    def join(self, *parts: str) -> Location:
-        return Location(self.fs, posixpath.normpath(posixpath.join(self.path, *parts)), self.scheme, self.query)
-
-    @property
-    def uri(self) -> str:
-        if self.scheme == "file":
-            return self.path
-        return f"{self.scheme}://{self.path}" + (f"?{self.query}" if self.query else "")
-
-
-def locate(uri: str | Path) -> Location:
-    """A path or URI -> (filesystem, path). Plain paths and file:// are local; anything else goes to pyarrow.fs."""
-    text = str(uri)
-    parts = urlsplit(text)
-    if parts.scheme in ("", "file") or len(parts.scheme) == 1:  # a Windows drive letter is not a scheme
-        local = parts.path if parts.scheme == "file" else text
-        return Location(pafs.LocalFileSystem(), os.path.abspath(local))
-    try:
-        fs, path = pafs.FileSystem.from_uri(text)
-    except (pafs.ArrowInvalid, OSError, ValueError) as e:  # type: ignore[attr-defined]
-        raise PipelineError(f"{text}: cannot open this filesystem ({e})") from None
-    return Location(fs, path.rstrip("/"), parts.scheme, parts.query)
 
 
 def read_bytes(loc: Location) -> bytes:

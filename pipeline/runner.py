@@ -20,7 +20,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # Environment the workers need to see the same files as the driver (tiktoken has no network here).
-FORWARDED_ENV = ("TIKTOKEN_CACHE_DIR", "OWT_FASTTEXT_MODEL", "OWT_FAULT", "OWT_FAULT_MARKER")
+FORWARDED_ENV = ("TIKTOKEN_CACHE_DIR", "OWT_FASTTEXT_MODEL", "OWT_FAULT", "OWT_FAULT_MARKER", "OWT_STAGING_DIR")
 
 
 class Runner(Protocol):

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline import storage
 from pipeline.config import StageConfig
 from pipeline.dataset import RUN_FILE, Dataset, code_version, file_entry, read_json, write_json
 from pipeline.errors import PipelineError
@@ -47,7 +48,7 @@ def finish_shard(
         "rows_in": rows_in,
         "rows_out": rows_out,
         "drops": dict(sorted((drops or {}).items())),
-        "files": [file_entry(Path(p), ds.path) for p in files],
+        "files": [file_entry(storage.pull(p), ds.path) for p in files],  # pulled: a segment may come from another node
         # where it ran: which machine, which Ray node (set by the Ray runner; absent in-process)
         "worker": {"host": socket.gethostname(), "node": os.environ.get("OWT_NODE_ID"), "task_s": _task_seconds()},
         **(extra or {}),
@@ -100,7 +101,7 @@ class StageRun:
 
     def _open(self, overwrite: bool) -> None:
         run_file = self.out.path / RUN_FILE
-        if run_file.is_file():
+        if storage.is_file(run_file):
             previous = read_json(run_file)
             same = previous.get("identity") == self.identity
             if same and self.out.is_complete():
@@ -111,18 +112,18 @@ class StageRun:
             }
             if same_config and not same:
                 # The input changed: shards whose own input is unchanged stay, the others are redone.
-                self.out.stage_file.unlink(missing_ok=True)
+                storage.unlink(self.out.stage_file)
             elif not same:
                 if not overwrite:
                     raise PipelineError(
-                        f"output {self.out.path} holds a {previous.get('identity', {}).get('stage', '?')} run with "
+                        f"output {self.out.uri} holds a {previous.get('identity', {}).get('stage', '?')} run with "
                         "a different config or input; choose another output or pass --overwrite"
                     )
                 self.out.reset()
-        elif self.out.path.exists() and any(self.out.path.iterdir()):
+        elif storage.has_files(self.out.path):
             if not overwrite:
                 raise PipelineError(
-                    f"output {self.out.path} exists and was not written by this pipeline; "
+                    f"output {self.out.uri} exists and was not written by this pipeline; "
                     "choose another output or pass --overwrite"
                 )
             self.out.reset()
@@ -201,7 +202,7 @@ def run_shardwise(
     """The common case: one task per input shard (its .parquet file), one output shard per task.
     `totals` adds stage-level figures computed from the shard records to the stage manifest."""
     src = Dataset(cfg.input)
-    run_ = StageRun(stage, cfg, cfg.output, {str(src.path): src.fingerprint()}, runner, overwrite)
+    run_ = StageRun(stage, cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite)
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
     out = str(run_.out.path.resolve())

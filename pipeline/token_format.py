@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from pipeline import storage
 from pipeline.dataset import atomic_path
 from pipeline.errors import PipelineError
 
@@ -40,7 +41,7 @@ def write_token_shard(path: str | Path, tokens: np.ndarray, meta: dict[str, str]
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     try:
-        with pa.memory_map(str(path)) as source:
+        with pa.memory_map(str(storage.pull(path))) as source:
             schema = pa.ipc.open_file(source).schema
     except (OSError, pa.ArrowInvalid) as e:
         raise PipelineError(f"{path}: not a readable token shard ({e}); rerun `tokenize`") from None
@@ -68,7 +69,7 @@ def check_metadata(path: str | Path, meta: dict[str, str], tokenizer: str, vocab
 
 def mmap_tokens(path: str | Path) -> np.ndarray:
     """The shard's tokens as a read-only uint16 array backed by the memory-mapped file (no copy)."""
-    source = pa.memory_map(str(path))
+    source = pa.memory_map(str(storage.pull(path)))
     table = pa.ipc.open_file(source).read_all()
     col = table.column("tokens")
     if col.num_chunks == 0:

@@ -13,7 +13,6 @@ Two phases, each resumable shard by shard:
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from pipeline import storage
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, read_parquet, write_parquet
 from pipeline.errors import PipelineError
@@ -194,7 +194,7 @@ def pack_shard(task: ShardTask) -> dict[str, Any]:
 
 def run(cfg: TokenizeConfig, runner, overwrite: bool = False) -> dict[str, Any]:
     src = Dataset(cfg.input)
-    run_ = StageRun("tokenize", cfg, cfg.output, {str(src.path): src.fingerprint()}, runner, overwrite)
+    run_ = StageRun("tokenize", cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite)
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
     out = run_.out.path.resolve()
@@ -234,5 +234,5 @@ def run(cfg: TokenizeConfig, runner, overwrite: bool = False) -> dict[str, Any]:
     # Documents are counted once, by their document shards (the token shards hold the same documents).
     docs_total = sum(r["rows_out"] for r in encoded)
     manifest = run_.finish(shards, rows_in=docs_total, rows_out=docs_total, extra=totals)
-    shutil.rmtree(out / "_work", ignore_errors=True)
+    storage.remove_tree(out / "_work")
     return manifest

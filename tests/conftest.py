@@ -12,6 +12,15 @@ SHARED = ROOT.parent / "shared" / "data"
 if not os.environ.get("TIKTOKEN_CACHE_DIR") and (SHARED / "gpt2" / "tiktoken-cache").is_dir():
     os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED / "gpt2" / "tiktoken-cache")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Object-storage tests talk to moto's S3 server on loopback, which takes any credentials. Set here, before any test
+# starts Ray, so Ray's workers inherit them too; and never ask a cloud metadata service for real ones.
+for key, value in (
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+):
+    os.environ.setdefault(key, value)
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +103,33 @@ def shakespeare_tokens(tmp_path_factory, shared, finished_dataset):
         LocalRunner(),
     )
     return root / "tokens"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def s3():
+    """moto's S3 server on loopback; yields (URI of an empty bucket, its Location)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from pipeline.storage import locate
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        base = f"s3://corpora?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+        locate(base + "&allow_bucket_creation=true").fs.create_dir("corpora")
+        yield base, locate(base)
+    finally:
+        server.stop()

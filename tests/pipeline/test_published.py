@@ -1,7 +1,6 @@
 """verify, publish and download, on the local filesystem and on an S3-compatible server (moto) on loopback."""
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from pipeline.dataset import read_json
 from pipeline.errors import PipelineError
 from pipeline.manifest import ManifestConfig
 from pipeline.manifest import run as manifest_run
-from pipeline.published import download, locate, open_manifest, publish, verify
+from pipeline.published import download, open_manifest, publish, verify
 from pipeline.runner import LocalRunner
 from pipeline.token_format import mmap_tokens
 from pipeline.tokenize import TokenizeConfig
@@ -101,31 +100,6 @@ def test_publish_to_a_folder_then_train_from_the_published_manifest(corpus, tmp_
     assert again.n_tokens == local.n_tokens
     assert all(np.array_equal(a, b) for a, b in zip(local.arrays, again.arrays))
     assert publish(corpus, f"file://{tmp_path / 'pub'}") == uri  # the same version again: the same files
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture()
-def s3(monkeypatch):
-    """moto's S3 server on loopback; yields the URI of an empty bucket."""
-    from moto.server import ThreadedMotoServer
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        base = f"s3://corpora?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
-        locate(base + "&allow_bucket_creation=true").fs.create_dir("corpora")
-        yield base, locate(base)
-    finally:
-        server.stop()
 
 
 def test_publish_to_s3_verify_there_download_and_detect_a_corrupted_object(corpus, s3, tmp_path, capsys):

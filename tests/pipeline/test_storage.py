@@ -1,0 +1,147 @@
+"""Stages on object storage: every stage reads and writes s3:// (moto's S3 server on loopback), its tasks run in Ray
+workers, and the datasets it writes there are the ones it writes locally, byte for byte."""
+
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+
+from pipeline import storage
+from pipeline.cli import run_stage, stage_parts
+from pipeline.dataset import Dataset, read_json, read_parquet
+from pipeline.errors import PipelineError
+from pipeline.runner import LocalRunner
+
+CHAIN = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize"]
+OUT = {"harvest": "links", "fetch": "fetched", "extract": "docs", "filter": "filtered", "dedup": "deduped"}
+OUT["tokenize"] = "tokens"
+
+
+def under(base: str, sub: str) -> str:
+    """`s3://bucket?options` -> `s3://bucket/sub?options`."""
+    bucket, _, query = base.partition("?")
+    return f"{bucket}/{sub}?{query}"
+
+
+def chain_configs(dumps: str, out: callable, proxy: str) -> dict:
+    cfgs, prev = {}, None
+    for name in CHAIN:
+        cls = stage_parts(name)[1]
+        if name == "harvest":
+            cfgs[name] = cls(input=[dumps], output=out("links"), num_shards=2)
+            prev = "links"
+            continue
+        extra = {}
+        if name == "fetch":
+            extra = {"proxy": proxy, "retries": 1, "allow_networks": ["127.0.0.1/32"], "min_host_delay_s": 0.0}
+        if name == "tokenize":
+            extra = {"val_fraction": 0.2, "shard_tokens": 4000}
+        cfgs[name] = cls(input=out(prev), output=out(OUT[name]), **extra)
+        prev = OUT[name]
+    return cfgs
+
+
+def upload_folder(folder: Path, uri: str) -> None:
+    dest = storage.locate(uri)
+    for f in sorted(folder.iterdir()):
+        with dest.fs.open_output_stream(dest.join(f.name).path) as out:
+            out.write(f.read_bytes())
+
+
+def test_mirror_paths_map_back_to_their_objects(tmp_path, monkeypatch):
+    monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "a"))
+    uri = "s3://bucket/corpus/docs?endpoint_override=127.0.0.1:9000&scheme=http"
+    view = storage.local_view(uri)
+    assert view.is_relative_to(tmp_path / "a") and view.parts[-3:] == ("bucket", "corpus", "docs")
+    assert storage.uri_of(view / "part-00000.parquet") == (
+        "s3://bucket/corpus/docs/part-00000.parquet?endpoint_override=127.0.0.1:9000&scheme=http"
+    )
+    # A process with another staging root (another node) still maps the path it is handed.
+    monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "b"))
+    assert storage.remote_of(view).uri == storage.locate(uri).uri
+    assert storage.remote_of(tmp_path / "plain" / "file") is None
+    assert storage.local_view(str(tmp_path / "x")) == tmp_path / "x"
+    with pytest.raises(PipelineError, match="stages read and write local paths and s3, gs, gcs"):
+        storage.local_view("hdfs://namenode:8020/corpus")
+
+
+def test_every_stage_reads_and_writes_s3_on_ray(tmp_path, demo_world, replay, ray_runner, s3, monkeypatch):
+    base, bucket = s3
+    upload_folder(demo_world / "reddit", under(base, "dumps"))
+    remote = chain_configs(under(base, "dumps/RS_*"), lambda d: under(base, f"run/{d}"), replay)
+    local = chain_configs(str(demo_world / "reddit"), lambda d: str(tmp_path / "local" / d), replay)
+    # Fetched WARC files hold fetch dates, so no two fetches are byte-identical: from extract on, the local run
+    # reads the same fetched pages, from the bucket.
+    local["extract"] = local["extract"].model_copy(update={"input": remote["fetch"].output})
+
+    results = {}
+    for i, name in enumerate(CHAIN):
+        # A fresh mirror for every stage (as if each ran on another machine): whatever a stage reads of the
+        # previous stage's output must come from the object store.
+        monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / f"staging-{i}"))
+        results[name] = run_stage(name, remote[name], ray_runner)
+        want = run_stage(name, local[name], LocalRunner())
+        if name != "fetch":
+            assert results[name]["output_fingerprint"] == want["output_fingerprint"], name
+        assert (results[name]["rows_out"], results[name]["drops"]) == (want["rows_out"], want["drops"]), name
+
+    # Everything the tokenize manifest names is in the bucket, with the hash the manifest records.
+    listed = bucket.fs.get_file_info(pafs.FileSelector("corpora/run/tokens", recursive=True))
+    sizes = {i.path.removeprefix("corpora/run/tokens/"): i.size for i in listed if i.type == pafs.FileType.File}
+    files = [f for s in results["tokenize"]["shards"] for f in s["files"]]
+    assert files and all(sizes[f["path"]] == f["bytes"] for f in files)
+    assert "_stage.json" in sizes and not any(p.startswith("_work/") for p in sizes)  # scratch removed there too
+    assert [d["name"] for d in results["harvest"]["dumps"]] == sorted(p.name for p in (demo_world / "reddit").iterdir())
+
+    # A reader elsewhere (empty mirror) opens the finished dataset from its URI.
+    monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "reader"))
+    docs = Dataset(remote["tokenize"].output)
+    assert docs.is_complete() and docs.fingerprint() == results["tokenize"]["output_fingerprint"]
+    table = read_parquet(docs.shard_files(subdir="documents")[0])
+    assert table.num_rows > 0 and "split" in table.column_names
+
+    # The same run again is reused (its identity names URIs, not mirror paths).
+    monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "again"))
+    assert run_stage("dedup", remote["dedup"], ray_runner).get("reused")
+
+
+def test_a_killed_remote_stage_resumes_and_an_incomplete_one_is_refused(tmp_path, finished_dataset, s3, monkeypatch):
+    import pyarrow as pa
+
+    from pipeline.filter import FilterConfig
+
+    base, bucket = s3
+    monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "staging"))
+    src_uri = under(base, "docs")
+    docs = Dataset(src_uri)
+    tables = [
+        pa.table(
+            {
+                "url": [f"http://a{s}.example/{i}" for i in range(3)],
+                "final_url": [f"http://a{s}.example/{i}" for i in range(3)],
+                "lang": ["en", "en", "de"],
+                "lang_score": [0.9, 0.9, 0.9],
+                "n_tokens": [200, 50, 200],
+                "text": [f"document {s}.{i}" for i in range(3)],
+            }
+        )
+        for s in range(2)
+    ]
+    finished_dataset(docs.path, tables, stage="extract")
+    cfg = FilterConfig(input=src_uri, output=under(base, "filtered"))
+
+    first = run_stage("filter", cfg, LocalRunner())
+    # Lose one shard's completion record and the stage manifest, as a run killed before its end would leave them.
+    out = Dataset(cfg.output)
+    storage.unlink(out.record_path("part-00001"))
+    storage.unlink(out.stage_file)
+    monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "elsewhere"))
+    with pytest.raises(PipelineError, match=r"input s3://corpora/filtered\?.*incomplete"):
+        Dataset(cfg.output).manifest()
+    again = run_stage("filter", cfg, LocalRunner())
+    assert again["resumed_shards"] == 1 and again["output_fingerprint"] == first["output_fingerprint"]
+    assert read_json(Dataset(cfg.output).stage_file)["resumed_shards"] == 1
+
+    # A different config into the same prefix is refused, naming the URI.
+    with pytest.raises(PipelineError, match=r"output s3://corpora/filtered\?.* different config"):
+        run_stage("filter", cfg.model_copy(update={"min_tokens": 11}), LocalRunner())
