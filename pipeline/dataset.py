@@ -144,10 +144,10 @@ class Dataset:
     def fingerprint(self) -> str:
         return self.manifest()["output_fingerprint"]
 
-    def shard_entries(self, suffix: str = ".parquet", subdir: str = "") -> list[tuple[Path, str]]:
-        """(file, sha256) of the finished dataset's shards, in shard order, checked to exist (listed from the
-        manifest, never a glob). Top-level files by default; side outputs in subfolders (filter's rejected/,
-        tokenize's splits) only when asked for by `subdir`."""
+    def shard_entries(self, suffix: str = ".parquet", subdir: str = "") -> list[tuple[Path, dict[str, Any]]]:
+        """(file, its record entry: path, sha256, bytes) of the finished dataset's shards, in shard order, checked to
+        exist (listed from the manifest, never a glob). Top-level files by default; side outputs in subfolders
+        (filter's rejected/, tokenize's splits) only when asked for by `subdir`."""
         entries = []
         for shard in self.manifest()["shards"]:
             for entry in shard["files"]:
@@ -157,7 +157,7 @@ class Dataset:
                     p = self.path / rel
                     if not storage.is_file(p):
                         raise PipelineError(f"input {self.uri}: shard file {rel} is missing; rerun its stage")
-                    entries.append((p, entry.get("sha256", "")))
+                    entries.append((p, entry))
         return entries
 
     def shard_files(self, suffix: str = ".parquet", subdir: str = "") -> list[Path]:

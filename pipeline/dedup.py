@@ -31,7 +31,7 @@ from pipeline import storage
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, atomic_path, read_parquet, write_parquet
 from pipeline.minhash import MinHasher, fmix64
-from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard
+from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard, verify_entries
 
 
 class DedupConfig(StageConfig):
@@ -383,14 +383,14 @@ def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
         return run_.out.manifest() | {"reused": True}
     out_dir = run_.out.path.resolve()
     out = str(out_dir)
-    inputs = [(p.resolve(), sha) for p, sha in src.shard_entries(".parquet")]
+    inputs = [(p.resolve(), e["sha256"], verify_entries(src.path, [e])) for p, e in src.shard_entries(".parquet")]
     sig_recs = run_.map(
         signatures_shard,
         [
             # The index is part of every document id: a shard whose index moved (another shard added before it)
             # must be redone.
-            ShardTask(p.stem, [str(p)], out, cfg, {"input_fingerprint": f"{sha}:{i}", "shard_index": i})
-            for i, (p, sha) in enumerate(inputs)
+            ShardTask(p.stem, [str(p)], out, cfg, {"input_fingerprint": f"{sha}:{i}", "shard_index": i, "verify": v})
+            for i, (p, sha, v) in enumerate(inputs)
         ],
         "signatures",
         records_dir="_work/signatures",
@@ -435,8 +435,8 @@ def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
     shards = run_.map(
         remove_shard,
         [
-            ShardTask(p.stem, [str(p), removed], out, cfg, {"input_fingerprint": f"{sha}:{removed_sha}"})
-            for p, sha in inputs
+            ShardTask(p.stem, [str(p), removed], out, cfg, {"input_fingerprint": f"{sha}:{removed_sha}", "verify": v})
+            for p, sha, v in inputs
         ],
         "remove",
     )

@@ -183,4 +183,4 @@ def extract_shard(task: ShardTask) -> dict[str, Any]:
 
 
 def run(cfg, runner, overwrite: bool = False) -> dict[str, Any]:
-    return run_shardwise("extract", cfg, extract_shard, runner, overwrite, desc="pages")
+    return run_shardwise("extract", cfg, extract_shard, runner, overwrite, desc="pages", also_verify="warc/")

@@ -4,8 +4,9 @@
 
 Code calls `fault_point("train.step.7.rank.1")` at places where a crash is interesting. When the name matches the
 glob in OWT_FAULT, the process SIGKILLs itself: no exception handler, `finally` or atexit runs, exactly as when the
-OOM killer or a preempted node takes it. With OWT_FAULT_MARKER the fault fires once (the marker file is created
-atomically first), so the retried work succeeds; without it, it fires every time the point is reached.
+OOM killer or a preempted node takes it. Several faults: comma-separated globs. With OWT_FAULT_MARKER each fires
+once (its marker file is created atomically first), so the retried work succeeds; without it, it fires every time
+the point is reached.
 
 Unset (the normal case) the check is one dictionary lookup. The variables are forwarded to Ray workers
 (pipeline.runner.FORWARDED_ENV) when this process starts Ray.
@@ -21,13 +22,17 @@ ENV, MARKER_ENV = "OWT_FAULT", "OWT_FAULT_MARKER"
 
 
 def fault_point(name: str) -> None:
-    pattern = os.environ.get(ENV)
-    if not pattern or not fnmatch.fnmatchcase(name, pattern):
+    patterns = os.environ.get(ENV)
+    if not patterns:
         return
-    marker = os.environ.get(MARKER_ENV)
-    if marker:
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return  # fired already, by this or another process
-    os.kill(os.getpid(), signal.SIGKILL)
+    # Several faults for one run: comma-separated globs, each firing once with its own marker (<marker>.<i>).
+    for i, pattern in enumerate(patterns.split(",")):
+        if not fnmatch.fnmatchcase(name, pattern):
+            continue
+        marker = os.environ.get(MARKER_ENV)
+        if marker:
+            try:
+                os.close(os.open(marker if i == 0 else f"{marker}.{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue  # fired already, by this or another process
+        os.kill(os.getpid(), signal.SIGKILL)

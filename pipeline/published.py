@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow.fs as pafs
 from tqdm import tqdm
 
-from pipeline.dataset import atomic_path, sha256_file
+from pipeline.dataset import STAGE_FILE, atomic_path, sha256_file
 from pipeline.errors import PipelineError
 from pipeline.stage import now_iso
 from pipeline.storage import Location, locate
@@ -77,11 +77,19 @@ class Corpus:
 
 
 def open_manifest(uri: str | Path) -> Corpus:
-    """A manifest file, or a folder holding manifest.json, on any filesystem."""
+    """A manifest file, or a folder holding manifest.json, on any filesystem. A stage's output folder (its
+    `_stage.json`) is read as a corpus of the files its completion records name, so `verify` checks any
+    intermediate dataset too."""
     loc = locate(uri)
     info = loc.fs.get_file_info(loc.path)
     if info.type == pafs.FileType.Directory:
+        if loc.fs.get_file_info(loc.join(MANIFEST).path).type != pafs.FileType.File:
+            stage = loc.join(STAGE_FILE)
+            if loc.fs.get_file_info(stage.path).type == pafs.FileType.File:
+                return stage_corpus(stage)
         loc = loc.join(MANIFEST)
+    elif posixpath.basename(loc.path) == STAGE_FILE:
+        return stage_corpus(loc)
     try:
         manifest = json.loads(read_bytes(loc))
     except json.JSONDecodeError as e:
@@ -89,6 +97,17 @@ def open_manifest(uri: str | Path) -> Corpus:
     if "files" not in manifest:
         raise PipelineError(f"{loc.uri}: not a corpus manifest (no 'files'); written by an older version?")
     return Corpus(manifest, loc)
+
+
+def stage_corpus(stage: Location) -> Corpus:
+    try:
+        m = json.loads(read_bytes(stage))
+    except json.JSONDecodeError as e:
+        raise PipelineError(
+            f"{stage.uri}: corrupt stage manifest at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
+    files = [f for s in m.get("shards", []) for f in s["files"]]
+    return Corpus({"files": files, "root": ".", "stage": m.get("stage")}, stage)
 
 
 def _chunks(loc: Location) -> Iterator[bytes]:
@@ -262,7 +281,10 @@ def token_files(manifest_path: str | Path, split: str) -> list[Path]:
 
 def main_verify(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline verify", description="re-hash every file of a corpus")
-    ap.add_argument("manifest", help="manifest.json (or its folder): a path or a URI (s3://, gs://, file://)")
+    ap.add_argument(
+        "manifest",
+        help="manifest.json (or its folder), or a stage's output folder: a path or a URI (s3://, gs://, file://)",
+    )
     args = ap.parse_args(argv)
     report = verify(args.manifest)
     for line in report.lines():

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 from tqdm import tqdm
 
 from pipeline.errors import PipelineError
+from pipeline.faults import fault_point
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,6 +47,7 @@ class LocalRunner:
                 except Exception as e:  # the other shards still finish; see raise_failures
                     failures.append(e)
                 bar.update(1)
+                driver_fault_point(desc, bar.n)
         raise_failures(failures, len(items))
         return out
 
@@ -101,6 +103,7 @@ class RayRunner:
                         cause = getattr(e, "cause", None)
                         failures.append(cause if isinstance(cause, PipelineError) else e)
                 bar.update(len(done))
+                driver_fault_point(desc, bar.n)
         raise_failures(failures, len(refs))
         return [results[ref] for ref in refs]
 
@@ -122,6 +125,11 @@ def _on_node(fn: Callable[[T], R]) -> Callable[[T], R]:
 
     run.__name__ = run.__qualname__ = getattr(fn, "__name__", "task")  # the task's name in Ray's dashboard
     return run
+
+
+def driver_fault_point(desc: str, finished: int) -> None:
+    """A crash drill for the driver: `OWT_FAULT="driver.extract.pages.2"` kills it once 2 of its tasks finished."""
+    fault_point(f"driver.{desc.replace(' ', '.')}.{finished}")
 
 
 def raise_failures(failures: list[BaseException], total: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -17,8 +18,9 @@ from typing import Any
 
 from pipeline import storage
 from pipeline.config import StageConfig
-from pipeline.dataset import RUN_FILE, Dataset, code_version, file_entry, read_json, write_json
+from pipeline.dataset import RUN_FILE, Dataset, code_version, file_entry, read_json, sha256_file, write_json
 from pipeline.errors import PipelineError
+from pipeline.faults import fault_point
 from pipeline.runner import Runner
 
 
@@ -42,6 +44,7 @@ def finish_shard(
 ) -> dict[str, Any]:
     """Hash the shard's files and write its completion record, last, so a killed task leaves no record."""
     ds = Dataset(task.output)
+    fault_point(f"shard.{records_dir + '/' if records_dir else ''}{task.name}.record")  # files written, no record
     record = {
         "name": task.name,
         "input_fingerprint": task.extra.get("input_fingerprint"),
@@ -55,6 +58,48 @@ def finish_shard(
     }
     ds.write_record(f"{records_dir}/{task.name}" if records_dir else task.name, record)
     return record
+
+
+def check_inputs(task: ShardTask) -> None:
+    """Re-hash the input files a task is about to read against the sha256 their stage recorded
+    (`task.extra["verify"]`: path -> (sha256, bytes)). A shard truncated, bit-flipped or replaced since its stage
+    finished is refused with its name, instead of being read into output that looks complete. Costs one extra
+    read of the inputs (~1 GB/s), small next to any stage's own work."""
+    for path, (sha, size) in task.extra.get("verify", {}).items():
+        local = storage.pull(path)
+        shown = storage.uri_of(path)
+        if not local.is_file():
+            raise PipelineError(
+                f"input {shown}: missing (listed by its stage's manifest); rerun the stage that wrote it"
+            )
+        got_size = local.stat().st_size
+        if got_size != size:
+            raise PipelineError(
+                f"input {shown}: {got_size:,} bytes, its stage recorded {size:,} (truncated or replaced); "
+                "rerun the stage that wrote it"
+            )
+        got = sha256_file(local)
+        if got != sha:
+            raise PipelineError(
+                f"input {shown}: sha256 {got[:16]}... differs from the recorded {sha[:16]}... (corrupt or changed "
+                "since its stage wrote it); rerun the stage that wrote it"
+            )
+
+
+def verified(fn: Callable[[ShardTask], dict[str, Any]]) -> Callable[[ShardTask], dict[str, Any]]:
+    """`fn`, after `check_inputs`."""
+
+    @functools.wraps(fn)
+    def run(task: ShardTask) -> dict[str, Any]:
+        check_inputs(task)
+        return fn(task)
+
+    return run
+
+
+def verify_entries(root: Path, files: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
+    """`task.extra["verify"]` for some files of a finished dataset's completion records."""
+    return {str(root / f["path"]): (f["sha256"], f["bytes"]) for f in files}
 
 
 def _task_seconds() -> float | None:
@@ -152,7 +197,7 @@ class StageRun:
         if records:
             self.resumed_shards += len(records)
             print(f"{self.stage}: {len(records)}/{len(tasks)} {desc} shards already done, resuming")
-        for t, rec in zip(todo, self.runner.map(fn, todo, desc=f"{self.stage} {desc}")):
+        for t, rec in zip(todo, self.runner.map(verified(fn), todo, desc=f"{self.stage} {desc}")):
             records[t.name] = rec
         return [records[t.name] for t in tasks]
 
@@ -198,18 +243,22 @@ def run_shardwise(
     overwrite: bool = False,
     desc: str = "shards",
     totals: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    also_verify: str | None = None,
 ) -> dict[str, Any]:
     """The common case: one task per input shard (its .parquet file), one output shard per task.
-    `totals` adds stage-level figures computed from the shard records to the stage manifest."""
+    `totals` adds stage-level figures computed from the shard records to the stage manifest. Each task checks its
+    input shard's hash first, and those of the same input shard's files under `also_verify` (extract: `warc/`)."""
     src = Dataset(cfg.input)
     run_ = StageRun(stage, cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite)
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
     out = str(run_.out.path.resolve())
-    tasks = [
-        ShardTask(p.stem, [str(p.resolve())], out, cfg, {"input_fingerprint": sha})
-        for p, sha in src.shard_entries(".parquet")
-    ]
+    record_of = {src.path / f["path"]: s["files"] for s in src.manifest()["shards"] for f in s["files"]}
+    tasks = []
+    for p, entry in src.shard_entries(".parquet"):
+        files = [entry] + [f for f in record_of[p] if also_verify and f["path"].startswith(also_verify)]
+        extra = {"input_fingerprint": entry["sha256"], "verify": verify_entries(src.path, files)}
+        tasks.append(ShardTask(p.stem, [str(p.resolve())], out, cfg, extra))
     shards = run_.map(fn, tasks, desc)
     return run_.finish(shards, extra=totals(shards) if totals else None)
 

@@ -27,7 +27,7 @@ from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, read_parquet, write_parquet
 from pipeline.errors import PipelineError
 from pipeline.resources import tokenizer, vocab_sha256
-from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard
+from pipeline.stage import ShardTask, StageRun, combined_fingerprint, finish_shard, verify_entries
 from pipeline.token_format import mmap_tokens, write_token_shard
 
 SPLITS = ("train", "val")
@@ -199,8 +199,14 @@ def run(cfg: TokenizeConfig, runner, overwrite: bool = False) -> dict[str, Any]:
         return run_.out.manifest() | {"reused": True}
     out = run_.out.path.resolve()
     enc_tasks = [
-        ShardTask(p.stem, [str(p.resolve())], str(out), cfg, {"input_fingerprint": sha})
-        for p, sha in src.shard_entries(".parquet")
+        ShardTask(
+            p.stem,
+            [str(p.resolve())],
+            str(out),
+            cfg,
+            {"input_fingerprint": e["sha256"], "verify": verify_entries(src.path, [e])},
+        )
+        for p, e in src.shard_entries(".parquet")
     ]
     encoded = run_.map(encode_shard, enc_tasks, "documents", records_dir="_encode")
     lengths = [(t.name, {s: read_parquet(out / WORK / s / f"{t.name}.parquet") for s in SPLITS}) for t in enc_tasks]
