@@ -38,7 +38,7 @@ CHUNK = 8 << 20
 
 def read_bytes(loc: Location) -> bytes:
     try:
-        with loc.fs.open_input_stream(loc.path) as f:
+        with loc.fs.open_input_stream(loc.path, compression=None) as f:
             return f.read()
     except FileNotFoundError:
         raise PipelineError(f"{loc.uri}: not found") from None
@@ -52,7 +52,7 @@ def write_bytes(loc: Location, data: bytes) -> None:
             tmp.write_bytes(data)
         return
     loc.fs.create_dir(posixpath.dirname(loc.path), recursive=True)
-    with loc.fs.open_output_stream(loc.path) as f:
+    with loc.fs.open_output_stream(loc.path, compression=None) as f:
         f.write(data)
 
 
@@ -112,7 +112,7 @@ def stage_corpus(stage: Location) -> Corpus:
 
 def _chunks(loc: Location) -> Iterator[bytes]:
     try:
-        f = loc.fs.open_input_stream(loc.path)
+        f = loc.fs.open_input_stream(loc.path, compression=None)
     except FileNotFoundError:
         raise PipelineError(f"{loc.uri}: missing (`python -m pipeline verify` lists every problem)") from None
     with f:
@@ -199,7 +199,7 @@ def verify(uri: str | Path) -> Report:
 def _copy_checked(src: Location, dst: Location, entry: dict[str, Any], bar: tqdm, action: str) -> None:
     h = hashlib.sha256()
     dst.fs.create_dir(posixpath.dirname(dst.path), recursive=True)
-    with dst.fs.open_output_stream(dst.path) as out:
+    with dst.fs.open_output_stream(dst.path, compression=None) as out:
         for block in _chunks(src):
             h.update(block)
             out.write(block)

@@ -163,7 +163,7 @@ def pushed(path: str | Path) -> None:
     if remote is None:
         return
     try:
-        with open(path, "rb") as src, remote.fs.open_output_stream(remote.path) as dst:
+        with open(path, "rb") as src, remote.fs.open_output_stream(remote.path, compression=None) as dst:
             while block := src.read(CHUNK):
                 dst.write(block)
     except OSError as e:
@@ -192,7 +192,7 @@ def pull(path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     try:
-        with remote.fs.open_input_stream(remote.path) as src, open(tmp, "wb") as dst:
+        with remote.fs.open_input_stream(remote.path, compression=None) as src, open(tmp, "wb") as dst:
             while block := src.read(CHUNK):
                 dst.write(block)
         os.replace(tmp, p)
@@ -210,7 +210,7 @@ def open_input(path: str | Path):
     if remote is None:
         return open(path, "rb")
     try:
-        return remote.fs.open_input_stream(remote.path)
+        return remote.fs.open_input_stream(remote.path, compression=None)
     except FileNotFoundError:
         raise PipelineError(f"{remote.uri}: not found") from None
 
@@ -266,7 +266,7 @@ def read_text(path: str | Path) -> str:
     if remote is None:
         return Path(path).read_text()
     try:
-        with remote.fs.open_input_stream(remote.path) as f:
+        with remote.fs.open_input_stream(remote.path, compression=None) as f:
             return f.read().decode()
     except FileNotFoundError:
         raise

@@ -48,10 +48,10 @@ def corpus(tmp_path, shared, finished_dataset) -> Path:
 
 
 def flip_byte(loc, offset: int = 100) -> None:
-    with loc.fs.open_input_stream(loc.path) as f:
+    with loc.fs.open_input_stream(loc.path, compression=None) as f:
         data = bytearray(f.read())
     data[offset % len(data)] ^= 0xFF
-    with loc.fs.open_output_stream(loc.path) as f:
+    with loc.fs.open_output_stream(loc.path, compression=None) as f:
         f.write(bytes(data))
 
 

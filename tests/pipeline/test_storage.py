@@ -1,6 +1,7 @@
 """Stages on object storage: every stage reads and writes s3:// (moto's S3 server on loopback), its tasks run in Ray
 workers, and the datasets it writes there are the ones it writes locally, byte for byte."""
 
+import hashlib
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -10,6 +11,7 @@ from pipeline import storage
 from pipeline.cli import run_stage, stage_parts
 from pipeline.dataset import Dataset, read_json, read_parquet
 from pipeline.errors import PipelineError
+from pipeline.published import verify
 from pipeline.runner import LocalRunner
 
 CHAIN = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize"]
@@ -44,7 +46,7 @@ def chain_configs(dumps: str, out: callable, proxy: str) -> dict:
 def upload_folder(folder: Path, uri: str) -> None:
     dest = storage.locate(uri)
     for f in sorted(folder.iterdir()):
-        with dest.fs.open_output_stream(dest.join(f.name).path) as out:
+        with dest.fs.open_output_stream(dest.join(f.name).path, compression=None) as out:
             out.write(f.read_bytes())
 
 
@@ -85,12 +87,17 @@ def test_every_stage_reads_and_writes_s3_on_ray(tmp_path, demo_world, replay, ra
             assert results[name]["output_fingerprint"] == want["output_fingerprint"], name
         assert (results[name]["rows_out"], results[name]["drops"]) == (want["rows_out"], want["drops"]), name
 
-    # Everything the tokenize manifest names is in the bucket, with the hash the manifest records.
+    # Every file a record names is in the bucket as the same bytes (no codec guessed from a .gz name on the way).
+    for name, folder in (("fetch", "fetched"), ("tokenize", "tokens")):
+        files = [f for s in results[name]["shards"] for f in s["files"]]
+        assert files and sorted(verify(under(base, f"run/{folder}")).ok) == sorted(f["path"] for f in files), name
+    assert any(f["path"].endswith(".warc.gz") for s in results["fetch"]["shards"] for f in s["files"])
     listed = bucket.fs.get_file_info(pafs.FileSelector("corpora/run/tokens", recursive=True))
-    sizes = {i.path.removeprefix("corpora/run/tokens/"): i.size for i in listed if i.type == pafs.FileType.File}
-    files = [f for s in results["tokenize"]["shards"] for f in s["files"]]
-    assert files and all(sizes[f["path"]] == f["bytes"] for f in files)
-    assert "_stage.json" in sizes and not any(p.startswith("_work/") for p in sizes)  # scratch removed there too
+    names = {i.path.removeprefix("corpora/run/tokens/") for i in listed if i.type == pafs.FileType.File}
+    assert "_stage.json" in names and not any(p.startswith("_work/") for p in names)  # scratch removed there too
+    # Dumps streamed from the bucket hash as the files themselves.
+    want_dumps = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (demo_world / "reddit").iterdir()}
+    assert {d["name"]: d["sha256"] for d in results["harvest"]["dumps"]} == want_dumps
     assert [d["name"] for d in results["harvest"]["dumps"]] == sorted(p.name for p in (demo_world / "reddit").iterdir())
 
     # A reader elsewhere (empty mirror) opens the finished dataset from its URI.
