@@ -171,6 +171,19 @@ def test_damaged_shards_are_refused_by_verify_and_by_the_next_stage(kind, uninte
     assert not Dataset(cfg.output).is_complete()
 
 
+def test_extract_refuses_a_damaged_warc_file(fetched, tmp_path):
+    import shutil
+
+    src = tmp_path / "fetched"
+    shutil.copytree(fetched, src)
+    damage("bit_flipped", src / "warc" / "part-00003.00000.warc.gz", src / "part-00002.parquet")
+    cfg = chain_configs(src, tmp_path)["extract"]
+    with pytest.raises(PipelineError, match=r"warc/part-00003\.00000\.warc\.gz: sha256 .* differs from the recorded"):
+        run_stage("extract", cfg, LocalRunner())
+    assert not Dataset(cfg.output).is_complete()
+    assert [p for p, _ in verify(src).corrupt] == ["warc/part-00003.00000.warc.gz"]
+
+
 def test_verify_passes_every_intact_stage_output(uninterrupted):
     for name in CHAIN:
         report = verify(uninterrupted[name]["config"]["output"])

@@ -1,0 +1,185 @@
+"""Crash and damage drills on real pages: every fault below injected for real, and the outcome checked against an
+uninterrupted run. `make drills` (a few minutes); figures in docs/RELIABILITY.md.
+
+- worker: a Ray worker SIGKILLed at a named point of one stage (files written, record not yet); the stage must
+  finish in the same run with the uninterrupted run's output fingerprint.
+- driver: the stage's driver SIGKILLed after N finished tasks; the same command again must resume (resumed_shards
+  >= N) and produce the same output fingerprint and document ids, none twice.
+- damage: one input shard truncated, bit-flipped, deleted or replaced by a sibling; `verify` must name it and the
+  next stage must refuse it and write no `_stage.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.pages import SHARED, fetched_dataset  # noqa: E402
+from pipeline.cli import run_stage, stage_parts  # noqa: E402
+from pipeline.dataset import Dataset, read_parquet  # noqa: E402
+from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.published import verify  # noqa: E402
+from pipeline.replay import html_benchmark_pages  # noqa: E402
+from pipeline.runner import LocalRunner  # noqa: E402
+
+CHAIN = ["extract", "filter", "dedup", "tokenize"]
+WORKER_FAULTS = {
+    "extract": ["shard.part-00000.record", "shard.part-00003.record", "shard.part-00005.record"],
+    "filter": ["shard.part-00002.record"],
+    "dedup": [
+        "shard._work/signatures/part-00002.record",
+        "shard._work/edges/p0000.record",
+        "shard._work/clusters/clusters.record",
+        "shard.part-00004.record",
+    ],
+    "tokenize": ["shard._encode/part-00001.record", "shard._pack/train-00000.record", "shard._pack/val-00000.record"],
+}
+DRIVER_FAULTS = {
+    "extract": "driver.extract.pages.2",
+    "filter": "driver.filter.documents.3",
+    "dedup": "driver.dedup.signatures.4",
+    "tokenize": "driver.tokenize.documents.2",
+}
+DAMAGE = ["truncated", "bit_flipped", "missing", "replaced"]
+
+ONE_STAGE_ON_RAY = """
+import json, sys
+from pipeline.cli import run_stage, stage_parts
+from pipeline.runner import RayRunner
+name, cfg = sys.argv[1], json.loads(sys.argv[2])
+m = run_stage(name, stage_parts(name)[1](**cfg), RayRunner(num_cpus=2))
+print("RESULT " + json.dumps({"fingerprint": m["output_fingerprint"], "resumed": m.get("resumed_shards", 0)}))
+"""
+
+
+def configs(fetched: Path, out: Path) -> dict:
+    cfgs, prev = {}, fetched
+    for name in CHAIN:
+        extra = {"val_fraction": 0.2, "shard_tokens": 20_000} if name == "tokenize" else {}
+        cfgs[name] = stage_parts(name)[1](input=str(prev), output=str(out / name), **extra)
+        prev = out / name
+    return cfgs
+
+
+def on_ray(name: str, cfg, env: dict) -> tuple[int, dict | None, str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", ONE_STAGE_ON_RAY, name, json.dumps(cfg.model_dump(mode="json"))],
+        cwd=ROOT,
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1]) if "RESULT " in proc.stdout else None
+    return proc.returncode, result, proc.stderr[-2000:]
+
+
+def doc_ids(path: str) -> list[str]:
+    return [h for p in Dataset(path).shard_files() for h in read_parquet(p, ["url_hash"]).column(0).to_pylist()]
+
+
+def damage(kind: str, shard: Path, other: Path) -> None:
+    data = shard.read_bytes()
+    if kind == "truncated":
+        shard.write_bytes(data[: len(data) // 2])
+    elif kind == "bit_flipped":
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x01
+        shard.write_bytes(bytes(flipped))
+    elif kind == "missing":
+        shard.unlink()
+    else:
+        shard.write_bytes(other.read_bytes())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="runs/drills.json")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="owt-drills-"))
+    pages = list(html_benchmark_pages(SHARED / "html-benchmark"))[:40]
+    pages += [(url.replace("://", "://mirror."), html) for url, html in pages[:8]]
+    fetched = fetched_dataset(pages, work / "fetched", shards=6)
+    base = {n: run_stage(n, c, LocalRunner()) for n, c in configs(fetched, work / "base").items()}
+    rows = []
+
+    def record(kind: str, stage: str, fault: str, ok: bool, detail: str) -> None:
+        rows.append({"kind": kind, "stage": stage, "fault": fault, "ok": ok, "detail": detail})
+        print(f"{'PASS' if ok else 'FAIL'}  {kind:7} {stage:9} {fault:42} {detail}", flush=True)
+
+    for i, (stage, faults) in enumerate(WORKER_FAULTS.items()):
+        for j, fault in enumerate(faults):
+            cfg = configs(fetched, work / f"w{i}-{j}")[stage]
+            if stage != "extract":
+                cfg = cfg.model_copy(update={"input": base[CHAIN[CHAIN.index(stage) - 1]]["config"]["output"]})
+            marker = work / f"w{i}-{j}.fired"
+            rc, res, err = on_ray(stage, cfg, {"OWT_FAULT": fault, "OWT_FAULT_MARKER": str(marker)})
+            same = res is not None and res["fingerprint"] == base[stage]["output_fingerprint"]
+            ok = rc == 0 and marker.exists() and same
+            record(
+                "worker", stage, fault, ok, f"fired={marker.exists()} rc={rc} identical={same}" + ("" if ok else err)
+            )
+
+    for i, (stage, fault) in enumerate(DRIVER_FAULTS.items()):
+        cfg = configs(fetched, work / f"d{i}")[stage]
+        if stage != "extract":
+            cfg = cfg.model_copy(update={"input": base[CHAIN[CHAIN.index(stage) - 1]]["config"]["output"]})
+        env = {"OWT_FAULT": fault, "OWT_FAULT_MARKER": str(work / f"d{i}.fired")}
+        rc1, _, _ = on_ray(stage, cfg, env)
+        incomplete = not Dataset(cfg.output).is_complete()
+        rc2, res, err = on_ray(stage, cfg, env)
+        need = int(fault.rsplit(".", 1)[1])
+        same = res is not None and res["fingerprint"] == base[stage]["output_fingerprint"]
+        ids = doc_ids(cfg.output) if rc2 == 0 else []
+        want = doc_ids(base[stage]["config"]["output"])
+        ids_ok = len(ids) == len(set(ids)) and sorted(ids) == sorted(want)
+        ok = rc1 == -9 and incomplete and rc2 == 0 and res["resumed"] >= need and same and ids_ok
+        detail = (
+            f"killed rc={rc1} incomplete={incomplete} resumed={res and res['resumed']} identical={same} ids={ids_ok}"
+        )
+        record("driver", stage, fault, ok, detail + ("" if ok else err))
+
+    for stage in CHAIN:  # damage the stage's input, then run it
+        src_name = "fetched" if stage == "extract" else CHAIN[CHAIN.index(stage) - 1]
+        for kind in DAMAGE + (["warc_bit_flipped"] if stage == "extract" else []):
+            src = work / f"damaged-{stage}-{kind}"
+            shutil.copytree(fetched if stage == "extract" else base[src_name]["config"]["output"], src)
+            target = "warc/part-00001.00000.warc.gz" if kind.startswith("warc") else "part-00001.parquet"
+            damage(kind.removeprefix("warc_"), src / target, src / "part-00002.parquet")
+            report = verify(src)
+            named = report.missing + [p for p, _ in report.corrupt]
+            cfg = configs(fetched, work / f"out-{stage}-{kind}")[stage].model_copy(update={"input": str(src)})
+            try:
+                run_stage(stage, cfg, LocalRunner())
+                refused = "NOT REFUSED"
+            except PipelineError as e:
+                refused = str(e)
+            ok = named == [target] and target in refused
+            ok = ok and not Dataset(cfg.output).is_complete()
+            record("damage", stage, kind, ok, f"verify names {named}; {stage}: {refused[:110]}")
+
+    summary = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "passed": sum(r["ok"] for r in rows),
+        "drills": len(rows),
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"drills: {summary['passed']}/{summary['drills']} passed; {args.out}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if summary["passed"] == summary["drills"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
