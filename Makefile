@@ -19,11 +19,13 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test lint cluster-up cluster-down cluster-status bench-scale $(STAGES) train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
+.PHONY: venv demo test fuzz lint cluster-up cluster-down cluster-status bench-scale drills $(STAGES) train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
+	@echo "make e2e     - every stage on real pages and real 2005 dumps, the funnel checked against the inputs (~3-4 min; E2E_ARGS=--small: the CI subset)"
 	@echo "make test    - the test suite"
+	@echo "make fuzz    - property-based fuzzing of the input parsers (~10 min; FUZZ_SCALE=30 times the examples of make test)"
 	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
 	@echo "make verify / publish / contamination - check, copy (TO=s3://...) and audit a finished corpus"
 	@echo "make cluster-up / cluster-down - a local two-node Ray cluster (WORKERS=1 CPUS=1 MEMORY_GB=4)"
@@ -31,6 +33,7 @@ help:
 	@echo "make lint    - ruff"
 	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract, bench-dedup, bench-tokenize); figures go to BENCHMARKS.md"
 	@echo "make eval-extract / eval-langid - extraction F1 and language decisions on real data"
+	@echo "make drills  - kill -9 workers and drivers, damage shards: every drill checked against an uninterrupted run"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +47,20 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m pipeline demo
 
+# The real end-to-end run: html-benchmark, the Python docs, the Debian handbook in 26 languages and the real WARC
+# captures served on loopback, a planted dump mixed with the real 2005 dumps; exits 1 if a check fails.
+.PHONY: e2e
+e2e: venv
+	$(PY) -m pipeline.e2e --out runs/e2e --fresh $(E2E_ARGS)
+
 test: venv
 	$(PY) -m pytest -q
+
+# The fuzz tests that `make test` runs with a small fixed budget, randomized and FUZZ_SCALE times longer; failures
+# are kept in .hypothesis/ and replayed first next time.
+FUZZ_SCALE ?= 30
+fuzz: venv
+	OWT_FUZZ_PROFILE=fuzz OWT_FUZZ_SCALE=$(FUZZ_SCALE) $(PY) -m pytest -q tests/pipeline/test_fuzz.py
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -157,6 +172,10 @@ submit-%: venv
 
 bench-scale: venv
 	$(PY) bench/scale_bench.py
+
+# Crash and damage drills on real pages (a few minutes): docs/RELIABILITY.md
+drills: venv
+	$(PY) bench/fault_drills.py --out runs/drills.json
 
 clean-demo:
 	rm -rf runs/demo

@@ -6,12 +6,12 @@ html-benchmark pages under their real URLs, Python 3.11 docs and the English Deb
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import pyarrow as pa
 
 from pipeline.dataset import file_entry, shard_name, write_json, write_parquet
+from pipeline.e2e import handbook_pages, python_doc_pages
 from pipeline.harvest import links_table
 from pipeline.replay import html_benchmark_pages
 from pipeline.warc import write_pages_warc
@@ -20,18 +20,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def web_corpus_pages(python_pages: int, shared: Path = SHARED) -> list[tuple[str, bytes]]:
-    pages = []
-    with tarfile.open(shared / "web-corpus" / "python3.11-doc_3.11.2-6+deb12u9_html.tar.xz") as tar:
-        for m in tar:
-            if m.isfile() and m.name.endswith(".html") and len(pages) < python_pages:
-                rel = m.name.split("/html/", 1)[-1]
-                pages.append((f"https://docs.python.org/3.11/{rel}", tar.extractfile(m).read()))
-    with tarfile.open(shared / "web-corpus" / "debian-handbook_11.20220922_html.tar.xz") as tar:
-        for m in tar:
-            if m.isfile() and "/en-US/" in m.name and m.name.endswith(".html"):
-                name = m.name.rsplit("/", 1)[-1]
-                pages.append((f"https://debian-handbook.info/browse/en-US/stable/{name}", tar.extractfile(m).read()))
-    return pages
+    english = [(url, html) for _, url, html in handbook_pages(shared, ("en-US",))]
+    return python_doc_pages(shared, python_pages) + english
 
 
 def real_pages(python_pages: int = 200, shared: Path = SHARED) -> list[tuple[str, bytes]]:
