@@ -58,13 +58,21 @@ def split_plain(url: str) -> tuple[str, str, str] | None:
     return base + "?" + "&".join(f"{k}={v}" for k, v in sorted(kept)), host, path
 
 
+# What a normalized host may hold: RFC 3986 reg-name characters, lowercase, and ':' for IPv6 literals. yarl does
+# not validate hosts parsed from a string: when IDNA (UTS-46) refuses a non-ASCII host it falls back to Python's
+# "idna" codec, which leaves ASCII labels' case and lets spaces and control characters through
+# ("http://\xa0.HTTP/" -> host " .HTTP", lowercased only by a second pass). Such URLs are refused (found by
+# fuzzing: normalize_url was not idempotent on them, and put control characters into links).
+_HOST = re.compile(r"[a-z0-9\-._~!$&'()*+,;=%:]+", re.ASCII)
+
+
 def parse_url(url: str) -> yarl.URL | None:
     """The normalized URL, or None if it is not an absolute http(s) URL with a host."""
     try:
         u = yarl.URL(url.strip())
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, IndexError):  # IndexError: yarl on "http://[::1]@" (userinfo, no host); fuzzing
         return None
-    if u.scheme not in ALLOWED_SCHEMES or not u.raw_host:
+    if u.scheme not in ALLOWED_SCHEMES or not u.raw_host or not _HOST.fullmatch(u.raw_host):
         return None
     exact, prefixes = tracking_params()
     query = u.query
@@ -92,7 +100,7 @@ def normalize_by_parsing(url: str) -> str | None:
 def host_of(url: str) -> str:
     try:
         return (yarl.URL(url).raw_host or "").lower()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, IndexError):  # IndexError: see parse_url
         return ""
 
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
+from warcio.limitreader import LimitReader
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline.errors import PipelineError
 
 HOP_BY_HOP = {"transfer-encoding", "connection", "keep-alive", "content-length"}
+
+# warcio does not check a gzip member's CRC-32: on a zlib error it writes the message to stderr and reads on as if
+# the member had ended, so a flipped bit or a cut came out as a shorter or different page (found by fuzzing).
+# The members are decompressed here instead, where zlib checks each one's CRC-32 and length.
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -30,24 +38,113 @@ def read_response_at(path: str | Path, offset: int) -> Response:
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            record = next(iter(ArchiveIterator(f)))
+            gzipped = f.read(2) == GZIP_MAGIC
+            f.seek(offset)
+            if gzipped:  # only this member is read and checked: damage elsewhere in the file does not matter
+                _, content = next(_gzip_members(f))
+                record = next(iter(ArchiveIterator(io.BytesIO(content))))
+            else:
+                record = next(iter(ArchiveIterator(f)))
+            if record.rec_type != "response":  # an offset off a record's start can parse as some other record
+                raise ValueError(f"a {record.rec_type!r} record, not a response")
             return _response(record)
-    except (StopIteration, OSError, ValueError) as e:
-        raise PipelineError(f"{path}: no readable WARC record at offset {offset} ({e}); rerun fetch") from None
+    except Exception as e:  # warcio meets damaged bytes with many exception types (see iter_responses)
+        raise PipelineError(
+            f"{path}: no readable WARC record at offset {offset} ({type(e).__name__}: {e}); rerun fetch"
+        ) from None
 
 
 def _response(record) -> Response:
     http = record.http_headers
     status = int(http.get_statuscode()) if http else 200
     headers = list(http.headers) if http else []
-    return Response(record.rec_headers.get_header("WARC-Target-URI"), status, headers, record.content_stream().read())
+    body = record.content_stream().read()
+    _check_complete(record)
+    return Response(record.rec_headers.get_header("WARC-Target-URI"), status, headers, body)
+
+
+def _check_complete(record) -> None:
+    """warcio hands out a record cut short by the end of the file as if it were whole, and reads a missing or
+    unreadable Content-Length (a cut inside the header block) as "the rest" or 0: refuse both (found by fuzzing).
+    This also refuses ARC, the format before WARC, which the pipeline never writes: damaged bytes parse as an ARC
+    record all too easily."""
+    declared = record.rec_headers.get_header("Content-Length") or ""
+    raw = record.raw_stream
+    if not (declared.isascii() and declared.isdigit() and isinstance(raw, LimitReader)):
+        raise ValueError(f"WARC record without a valid Content-Length ({declared[:20]!r})")
+    raw.read()  # what a content decoder left unread
+    if raw.limit > 0:
+        raise ValueError(f"WARC record cut short: {raw.limit} of its {declared} bytes are missing")
+
+
+def _gzip_members(f: io.BufferedIOBase) -> Iterator[tuple[int, bytes]]:
+    """(offset, decompressed bytes) of each gzip member from the file's position on; ValueError on damage."""
+    offset = f.tell()
+    data = f.read(1 << 16)
+    while data:
+        z = zlib.decompressobj(wbits=31)  # gzip framing: the header, then CRC-32 and length checked at the end
+        parts, fed = [], 0
+        while True:
+            try:
+                parts.append(z.decompress(data))
+            except zlib.error as e:
+                raise ValueError(f"damaged gzip member at offset {offset}: {e}") from None
+            fed += len(data)
+            if z.eof:
+                break
+            data = f.read(1 << 16)
+            if not data:
+                raise ValueError(f"gzip member at offset {offset} cut short by the end of the file")
+        yield offset, b"".join(parts)
+        offset += fed - len(z.unused_data)
+        data = z.unused_data or f.read(1 << 16)
+
+
+def _responses(records: ArchiveIterator, size: int) -> Iterator[Response]:
+    for record in records:
+        if record.rec_type == "response":
+            yield _response(record)
+        else:
+            _check_complete(record)
+    # warcio also ends quietly where a record is cut inside its header blocks (an EOFError inside), and skips
+    # with a warning what follows a record that is longer than its Content-Length says: neither is a whole file.
+    if records.offset != size or records.err_count:
+        raise ValueError(f"bytes {records.offset}..{size} hold no complete WARC record")
+
+
+def _unchecked_responses(path: str | Path) -> Iterator[Response]:
+    with open(path, "rb") as f:
+        head = f.read(2)
+        f.seek(0)
+        if len(head) == 1:  # warcio takes a lone byte for the start of a gzip stream and reads nothing from it
+            raise ValueError("a 1-byte file holds no WARC record")
+        if head != GZIP_MAGIC:  # uncompressed: a cut is caught (Content-Length), a changed byte is not
+            yield from _responses(ArchiveIterator(f), os.fstat(f.fileno()).st_size)
+            return
+        for offset, content in _gzip_members(f):
+            try:
+                responses = list(_responses(ArchiveIterator(io.BytesIO(content)), len(content)))
+            except Exception as e:
+                raise ValueError(f"gzip member at offset {offset}: {type(e).__name__}: {e}") from None
+            yield from responses
 
 
 def iter_responses(path: str | Path) -> Iterator[Response]:
-    with open(path, "rb") as f:
-        for record in ArchiveIterator(f):
-            if record.rec_type == "response":
-                yield _response(record)
+    """The response records in file order. Damage raises PipelineError once reached, after the intact records
+    before it. In a gzip WARC that is any change to a member's content (CRC-32) or framing, and a cut inside a
+    member; in an uncompressed WARC only a cut inside a record (a changed byte there cannot be told from data). A cut
+    between members or records is indistinguishable from a shorter file."""
+    responses = _unchecked_responses(path)
+    while True:
+        try:
+            response = next(responses)
+        except StopIteration:
+            return
+        # warcio meets damaged bytes with many exception types: ArchiveLoadFailed, StatusAndHeadersParserException,
+        # AttributeError (a response without WARC-Target-URI), ValueError (a bad status code); all found by fuzzing.
+        except Exception as e:
+            raise PipelineError(f"{path}: damaged WARC file ({type(e).__name__}: {e}); rerun fetch") from None
+        yield response
 
 
 def write_pages_warc(pages: Iterable[tuple[str, bytes]], path: str | Path) -> int:
