@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.dataset import STAGE_FILE, Dataset, shard_name, write_json, write_parquet
+from pipeline.dataset import STAGE_FILE, Dataset, file_entry, shard_name, write_json, write_parquet
 from pipeline.errors import PipelineError
 from pipeline.filter import FilterConfig
 from pipeline.filter import run as filter_run
@@ -64,7 +64,7 @@ def make_docs(path: Path, shared: Path, shards: int = 30, per_shard: int = 40) -
                 "rows_in": per_shard,
                 "rows_out": per_shard,
                 "drops": {},
-                "files": [{"path": p.name, "sha256": "-", "bytes": p.stat().st_size}],
+                "files": [file_entry(p, path)],
             }
         )
     write_json(
