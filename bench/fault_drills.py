@@ -62,6 +62,12 @@ print("RESULT " + json.dumps({"fingerprint": m["output_fingerprint"], "resumed":
 """
 
 
+def drill_pages(shared: Path = SHARED) -> list[tuple[str, bytes]]:
+    """40 real pages, and 8 of them a second time under other URLs (exact duplicates for dedup)."""
+    pages = list(html_benchmark_pages(shared / "html-benchmark"))[:40]
+    return pages + [(url.replace("://", "://mirror."), html) for url, html in pages[:8]]
+
+
 def configs(fetched: Path, out: Path) -> dict:
     cfgs, prev = {}, fetched
     for name in CHAIN:
@@ -88,18 +94,24 @@ def doc_ids(path: str) -> list[str]:
     return [h for p in Dataset(path).shard_files() for h in read_parquet(p, ["url_hash"]).column(0).to_pylist()]
 
 
-def damage(kind: str, shard: Path, other: Path) -> None:
+def damage(kind: str, shard: Path, other: Path) -> str:
+    """Damage one shard file; returns the words the next stage's error names it with."""
     data = shard.read_bytes()
     if kind == "truncated":
         shard.write_bytes(data[: len(data) // 2])
-    elif kind == "bit_flipped":
+        return "bytes, its stage recorded"
+    if kind == "bit_flipped":
         flipped = bytearray(data)
         flipped[len(data) // 2] ^= 0x01
         shard.write_bytes(bytes(flipped))
-    elif kind == "missing":
+        return "differs from the recorded"
+    if kind == "missing":
         shard.unlink()
-    else:
+        return "is missing"
+    if kind == "replaced":  # a valid Parquet file, but not the one the manifest names: the manifest no longer matches
         shard.write_bytes(other.read_bytes())
+        return "bytes, its stage recorded" if len(data) != other.stat().st_size else "differs from the recorded"
+    raise ValueError(f"unknown damage {kind!r}")
 
 
 def main() -> int:
@@ -107,9 +119,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/drills.json")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="owt-drills-"))
-    pages = list(html_benchmark_pages(SHARED / "html-benchmark"))[:40]
-    pages += [(url.replace("://", "://mirror."), html) for url, html in pages[:8]]
-    fetched = fetched_dataset(pages, work / "fetched", shards=6)
+    fetched = fetched_dataset(drill_pages(), work / "fetched", shards=6)
     base = {n: run_stage(n, c, LocalRunner()) for n, c in configs(fetched, work / "base").items()}
     rows = []
 

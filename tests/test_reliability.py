@@ -16,39 +16,26 @@ from pathlib import Path
 
 import pytest
 
+from bench.fault_drills import CHAIN, configs, damage, doc_ids, drill_pages
 from bench.pages import fetched_dataset
 from pipeline.cli import main, run_stage, stage_parts
-from pipeline.dataset import Dataset, read_parquet
+from pipeline.dataset import Dataset
 from pipeline.errors import PipelineError
 from pipeline.published import verify
-from pipeline.replay import html_benchmark_pages
 from pipeline.runner import LocalRunner
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAIN = ["extract", "filter", "dedup", "tokenize"]
-
-
-def chain_configs(fetched: Path, out: Path) -> dict:
-    cfgs, prev = {}, fetched
-    for name in CHAIN:
-        extra = {"val_fraction": 0.2, "shard_tokens": 20_000} if name == "tokenize" else {}
-        cfgs[name] = stage_parts(name)[1](input=str(prev), output=str(out / name), **extra)
-        prev = out / name
-    return cfgs
 
 
 @pytest.fixture(scope="module")
 def fetched(shared, tmp_path_factory) -> Path:
-    """Real pages as 6 fetched shards; 8 pages a second time under other URLs (exact duplicates for dedup)."""
-    pages = list(html_benchmark_pages(shared / "html-benchmark"))[:40]
-    pages += [(url.replace("://", "://mirror."), html) for url, html in pages[:8]]
-    return fetched_dataset(pages, tmp_path_factory.mktemp("fetched"), shards=6)
+    return fetched_dataset(drill_pages(shared), tmp_path_factory.mktemp("fetched"), shards=6)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(fetched, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("uninterrupted")
-    return {name: run_stage(name, cfg, LocalRunner()) for name, cfg in chain_configs(fetched, out).items()}
+    return {name: run_stage(name, cfg, LocalRunner()) for name, cfg in configs(fetched, out).items()}
 
 
 def run_python(code: str, args: list[str], env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -75,7 +62,7 @@ print("RESULT " + json.dumps(out))
 
 @pytest.mark.slow
 def test_workers_killed_in_extract_dedup_and_tokenize_change_nothing(fetched, uninterrupted, tmp_path):
-    cfgs = {n: c.model_dump(mode="json") for n, c in chain_configs(fetched, tmp_path / "out").items()}
+    cfgs = {n: c.model_dump(mode="json") for n, c in configs(fetched, tmp_path / "out").items()}
     (tmp_path / "cfgs.json").write_text(json.dumps(cfgs))
     marker = tmp_path / "fired"
     faults = [
@@ -100,7 +87,7 @@ def test_workers_killed_in_extract_dedup_and_tokenize_change_nothing(fetched, un
 
 @pytest.mark.slow
 def test_a_killed_driver_resumes_with_the_same_output(fetched, uninterrupted, tmp_path):
-    cfg = chain_configs(fetched, tmp_path)["extract"]
+    cfg = configs(fetched, tmp_path)["extract"]
     cmd = [
         sys.executable,
         "-m",
@@ -123,30 +110,8 @@ def test_a_killed_driver_resumes_with_the_same_output(fetched, uninterrupted, tm
     assert again.returncode == 0, again.stderr[-3000:]
     m = out.manifest()
     assert m["resumed_shards"] >= 3 and m["output_fingerprint"] == uninterrupted["extract"]["output_fingerprint"]
-    ids = [h for p in out.shard_files() for h in read_parquet(p, ["url_hash"]).column(0).to_pylist()]
-    before = Dataset(uninterrupted["extract"]["config"]["output"])
-    want = [h for p in before.shard_files() for h in read_parquet(p, ["url_hash"]).column(0).to_pylist()]
+    ids, want = doc_ids(cfg.output), doc_ids(uninterrupted["extract"]["config"]["output"])
     assert len(ids) == len(set(ids)) and sorted(ids) == sorted(want)
-
-
-def damage(kind: str, shard: Path, other: Path) -> str:
-    """Damage one shard file; the words the next stage's error must contain."""
-    data = shard.read_bytes()
-    if kind == "truncated":
-        shard.write_bytes(data[: len(data) // 2])
-        return "bytes, its stage recorded"
-    if kind == "bit_flipped":
-        flipped = bytearray(data)
-        flipped[len(data) // 2] ^= 0x01
-        shard.write_bytes(bytes(flipped))
-        return "differs from the recorded"
-    if kind == "missing":
-        shard.unlink()
-        return "is missing"
-    if kind == "replaced":  # a valid Parquet file, but not the one the manifest names: the manifest no longer matches
-        shard.write_bytes(other.read_bytes())
-        return "bytes, its stage recorded" if len(data) != other.stat().st_size else "differs from the recorded"
-    raise AssertionError(kind)
 
 
 @pytest.mark.parametrize("kind", ["truncated", "bit_flipped", "missing", "replaced"])
@@ -177,7 +142,7 @@ def test_extract_refuses_a_damaged_warc_file(fetched, tmp_path):
     src = tmp_path / "fetched"
     shutil.copytree(fetched, src)
     damage("bit_flipped", src / "warc" / "part-00003.00000.warc.gz", src / "part-00002.parquet")
-    cfg = chain_configs(src, tmp_path)["extract"]
+    cfg = configs(src, tmp_path)["extract"]
     with pytest.raises(PipelineError, match=r"warc/part-00003\.00000\.warc\.gz: sha256 .* differs from the recorded"):
         run_stage("extract", cfg, LocalRunner())
     assert not Dataset(cfg.output).is_complete()
