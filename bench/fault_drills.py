@@ -56,10 +56,28 @@ ONE_STAGE_ON_RAY = """
 import json, sys
 from pipeline.cli import run_stage, stage_parts
 from pipeline.runner import RayRunner
-name, cfg = sys.argv[1], json.loads(sys.argv[2])
+name, cfg, result = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 m = run_stage(name, stage_parts(name)[1](**cfg), RayRunner(num_cpus=2))
-print("RESULT " + json.dumps({"fingerprint": m["output_fingerprint"], "resumed": m.get("resumed_shards", 0)}))
+open(result, "w").write(json.dumps({"fingerprint": m["output_fingerprint"], "resumed": m.get("resumed_shards", 0)}))
 """
+
+
+def run_child(
+    code: str, args: list[str], env: dict, timeout: int = 600
+) -> tuple[subprocess.CompletedProcess, dict | None]:
+    """Runs `code` in a fresh interpreter with `args` plus a result path as its last argument; the child writes its
+    JSON result there (not to stdout, where Ray's own warnings land too). None when the child wrote none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args, str(result)],
+            cwd=ROOT,
+            env=os.environ | env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return proc, json.loads(result.read_text()) if result.exists() else None
 
 
 def drill_pages(shared: Path = SHARED) -> list[tuple[str, bytes]]:
@@ -78,15 +96,7 @@ def configs(fetched: Path, out: Path) -> dict:
 
 
 def on_ray(name: str, cfg, env: dict) -> tuple[int, dict | None, str]:
-    proc = subprocess.run(
-        [sys.executable, "-c", ONE_STAGE_ON_RAY, name, json.dumps(cfg.model_dump(mode="json"))],
-        cwd=ROOT,
-        env=os.environ | env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    result = json.loads(proc.stdout.split("RESULT ", 1)[1]) if "RESULT " in proc.stdout else None
+    proc, result = run_child(ONE_STAGE_ON_RAY, [name, json.dumps(cfg.model_dump(mode="json"))], env)
     return proc.returncode, result, proc.stderr[-2000:]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fault_drills import CHAIN, configs, damage, doc_ids, drill_pages
+from bench.fault_drills import CHAIN, configs, damage, doc_ids, drill_pages, run_child
 from bench.pages import fetched_dataset
 from pipeline.cli import main, run_stage, stage_parts
 from pipeline.dataset import Dataset
@@ -38,17 +38,6 @@ def uninterrupted(fetched, tmp_path_factory) -> dict:
     return {name: run_stage(name, cfg, LocalRunner()) for name, cfg in configs(fetched, out).items()}
 
 
-def run_python(code: str, args: list[str], env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=ROOT,
-        env=os.environ | env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 CHAIN_ON_RAY = """
 import json, sys
 from pipeline.cli import run_stage, stage_parts
@@ -56,7 +45,7 @@ from pipeline.runner import RayRunner
 cfgs = json.loads(open(sys.argv[1]).read())
 runner = RayRunner(num_cpus=2)
 out = {n: run_stage(n, stage_parts(n)[1](**c), runner)["output_fingerprint"] for n, c in cfgs.items()}
-print("RESULT " + json.dumps(out))
+open(sys.argv[2], "w").write(json.dumps(out))
 """
 
 
@@ -70,7 +59,7 @@ def test_workers_killed_in_extract_dedup_and_tokenize_change_nothing(fetched, un
         "shard._work/signatures/part-00001.record",  # dedup: a signature task
         "shard._pack/train-00000.record",  # tokenize: a token shard being packed
     ]
-    proc = run_python(
+    proc, got = run_child(
         CHAIN_ON_RAY,
         [str(tmp_path / "cfgs.json")],
         {"OWT_FAULT": ",".join(faults), "OWT_FAULT_MARKER": str(marker)},
@@ -78,7 +67,6 @@ def test_workers_killed_in_extract_dedup_and_tokenize_change_nothing(fetched, un
     assert proc.returncode == 0, proc.stderr[-3000:]
     fired = [marker.exists(), Path(f"{marker}.1").exists(), Path(f"{marker}.2").exists()]
     assert fired == [True, True, True], "every fault must have fired (else this test proves nothing)"
-    got = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert got == {n: uninterrupted[n]["output_fingerprint"] for n in CHAIN}
     # Ray reran the killed tasks; the stage's own bookkeeping saw each shard done once.
     for name in CHAIN:
