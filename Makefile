@@ -168,10 +168,11 @@ cluster-status: venv
 	$(PY) -m pipeline cluster status --dir $(CLUSTER_DIR)
 
 submit-%: venv
-	$(PY) -m pipeline submit $* --config $(CONFIG) $(SET_ARGS)
+	$(PY) -m pipeline submit $* --config $(CONFIG) --cluster-dir $(CLUSTER_DIR) $(SET_ARGS)
 
+SCALE_RUNS ?= 5
 bench-scale: venv
-	$(PY) bench/scale_bench.py
+	$(PY) bench/scale_bench.py --runs $(SCALE_RUNS)
 
 # Crash and damage drills on real pages (a few minutes): docs/RELIABILITY.md
 drills: venv

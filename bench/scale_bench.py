@@ -6,7 +6,7 @@ alternate between them so both see the same machine load. Each run is the stage 
 into `--shards` shards, into a fresh output directory. Reported: the stage's own wall time (from its _stage.json),
 pages/s, and the two-node / one-node throughput ratio (median of the runs' own ratios).
 
-    python bench/scale_bench.py [--runs 3] [--shards 8] [--python-pages 200]
+    python bench/scale_bench.py [--runs 5] [--shards 8] [--python-pages 200]
 """
 
 from __future__ import annotations
@@ -54,12 +54,15 @@ def run_extract(address: str, fetched: Path, out: Path) -> dict:
         "busy_s": sorted(round(b, 1) for b in busy.values()),
         "utilization": round(sum(busy.values()) / (len(nodes) * stage["wall_time_s"]), 3),
         "task_s_per_page": round(sum(busy.values()) / stage["rows_in"], 4),
+        # the slowest and the median shard task: a straggler leaves a node idle at the end
+        "slowest_task_s": round(max(w.get("task_s") or 0.0 for w in workers), 2),
+        "median_task_s": round(statistics.median(w.get("task_s") or 0.0 for w in workers), 2),
     }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--python-pages", type=int, default=200)
     args = ap.parse_args()
@@ -96,6 +99,8 @@ def main() -> int:
         "nodes_used": {n: rows[0][n]["nodes"] for n in (1, 2)},
         "utilization": {n: statistics.median(r[n]["utilization"] for r in rows) for n in (1, 2)},
         "task_s_per_page": {n: statistics.median(r[n]["task_s_per_page"] for r in rows) for n in (1, 2)},
+        "slowest_task_s": {n: statistics.median(r[n]["slowest_task_s"] for r in rows) for n in (1, 2)},
+        "median_task_s": {n: statistics.median(r[n]["median_task_s"] for r in rows) for n in (1, 2)},
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     print(json.dumps(result, indent=2))

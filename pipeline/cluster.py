@@ -38,6 +38,7 @@ from typing import Any
 from pipeline.errors import PipelineError
 
 DEFAULT_DIR = Path("runs/cluster")
+PROJECT = Path(__file__).resolve().parents[1]  # what a job gets as its working dir, wherever submit runs from
 PATH_KEYS = {"input", "output", "data", "out_dir"}  # config keys that name files: made absolute before submission
 DONE = {"SUCCEEDED", "FAILED", "STOPPED"}
 # The stage driver's ray.init forwards variables of its own (runner.FORWARDED_ENV): let Ray merge them with the job's.
@@ -190,8 +191,13 @@ def cluster_info(root: Path = DEFAULT_DIR) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+# What Ray's job client reads from the environment, and lets win over the address it is given.
+ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+
+
 def job_address(address: str | None, root: Path = DEFAULT_DIR) -> str:
-    address = address or os.environ.get("RAY_ADDRESS")
+    """--address, else $RAY_API_SERVER_ADDRESS / $RAY_ADDRESS (as Ray reads them), else the local cluster's."""
+    address = address or next((os.environ[k] for k in ADDRESS_ENV if os.environ.get(k)), None)
     if address:
         return address
     info = cluster_info(root)
@@ -256,8 +262,9 @@ def submit(
     config: str | None,
     overrides: list[str],
     address: str | None,
-    project: Path = Path("."),
+    project: Path = PROJECT,
     wait: bool = True,
+    cluster_dir: Path = DEFAULT_DIR,
 ) -> int:
     from pipeline.cli import STAGES
 
@@ -271,8 +278,8 @@ def submit(
     from ray.job_submission import JobSubmissionClient
 
     commands = [(t, entrypoint(t, config, overrides)) for t in targets]  # every config checked before any job
-    url = job_address(address)
-    client = JobSubmissionClient(url)
+    client = job_client(JobSubmissionClient, job_address(address, cluster_dir))
+    url = client.get_address()
     from pipeline.runner import FORWARDED_ENV
 
     env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
@@ -297,6 +304,16 @@ def submit(
             print(f"submit: {info.message or ''}".rstrip(), file=sys.stderr)
             return 1
     return 0
+
+
+def job_client(cls, address: str):
+    # Ray's client replaces the address it is given by $RAY_ADDRESS when that is set: an explicit --address (or the
+    # DAG's ray_address) must win, so the client is built with those variables out of the way.
+    saved = {k: os.environ.pop(k) for k in ADDRESS_ENV if k in os.environ}
+    try:
+        return cls(address)
+    finally:
+        os.environ.update(saved)
 
 
 def _submit_job(client, retry_s: float = 90.0, **kw: Any) -> str:
@@ -356,11 +373,14 @@ def main_submit(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a key"
     )
-    ap.add_argument("--address", help="dashboard URL or cluster address (default: $RAY_ADDRESS, else runs/cluster)")
+    ap.add_argument("--address", help="dashboard URL or cluster address (default: $RAY_ADDRESS, else --cluster-dir's)")
+    ap.add_argument("--cluster-dir", type=Path, default=DEFAULT_DIR, help="the local cluster's --dir (no address)")
     ap.add_argument("--no-wait", action="store_true", help="submit and return; no log streaming")
     args = ap.parse_args(argv)
     try:
-        return submit(args.targets, args.config, args.overrides, args.address, wait=not args.no_wait)
+        return submit(
+            args.targets, args.config, args.overrides, args.address, wait=not args.no_wait, cluster_dir=args.cluster_dir
+        )
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -32,10 +32,15 @@ def cluster(tmp_path_factory):
         cluster_down(root)
 
 
-def submit(cluster_info, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+def submit(cluster_info, *args: str, address: str = "flag") -> subprocess.CompletedProcess:
+    """`pipeline submit` with the cluster's address given by --address (while $RAY_ADDRESS names a dead one, which
+    Ray's client alone would prefer), or by $RAY_ADDRESS alone (address="env")."""
+    env = os.environ | {"PYTHONPATH": str(ROOT), "RAY_ADDRESS": "http://127.0.0.1:1"}
+    flag = ["--address", cluster_info["dashboard"]]
+    if address == "env":
+        env["RAY_ADDRESS"], flag = cluster_info["dashboard"], []
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", "submit", *args, "--address", cluster_info["dashboard"]],
+        [sys.executable, "-m", "pipeline", "submit", *args, *flag],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -79,6 +84,25 @@ def test_a_failing_job_gives_a_failing_exit(cluster, tmp_path):
     config.write_text(f'[extract]\ninput = "{tmp_path / "nothing"}"\noutput = "{tmp_path / "out"}"\n')
     p = submit(info, "extract", "--config", str(config))
     assert p.returncode == 1 and "FAILED" in p.stderr, (p.stdout + p.stderr)[-3000:]
+
+
+def test_submit_all_from_ray_address_stops_at_the_first_failing_stage(cluster, tmp_path):
+    _, info = cluster
+    config = tmp_path / "c.toml"
+    stages = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
+    prev = tmp_path / "no-dumps-here"
+    lines = []
+    for name in stages:
+        key = f'input = ["{prev}"]' if name == "harvest" else f'input = "{prev}"'
+        lines += [f"[{name}]", key, f'output = "{tmp_path / name}"']
+        prev = tmp_path / name
+    config.write_text("\n".join(lines) + "\n")
+    p = submit(info, "all", "--config", str(config), address="env")
+    err = p.stderr
+    assert p.returncode == 1 and "submit: harvest: job" in err and "FAILED" in err, (p.stdout + err)[-3000:]
+    assert info["dashboard"] in err  # the address $RAY_ADDRESS named
+    assert "submit: fetch" not in err  # the next stage is never sent after a failed one
+    assert not (tmp_path / "harvest" / "_stage.json").exists()
 
 
 def test_bad_config_fails_before_anything_is_sent(cluster, tmp_path):
