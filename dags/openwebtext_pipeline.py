@@ -7,7 +7,7 @@ Parameters:
 - `config`: a TOML file with a table per stage (options such as fetch politeness); the parameters below override it.
 - `dumps`: the Reddit dump files, directories or globs for harvest.
 - `output`: where every stage's dataset goes (`<output>/links`, `/fetched`, ..., `/tokens`, `/data_manifests`):
-  storage every Ray node sees (a shared filesystem path).
+  storage every Ray node sees (a shared filesystem path, or s3:// / gs:// for the stages up to tokenize).
 - `name`, `version`: the dataset's name and semver version in its manifest.
 - `publish_to`: a URI (s3://, gs://, file://) to publish the corpus to; empty: verify it only.
 - `project_dir`: where the project is checked out on the Airflow worker (the jobs ship it to the cluster).
@@ -33,23 +33,44 @@ STAGES = {
     "tokenize": ("deduped", "tokens"),
     "manifest": ("tokens", "data_manifests"),
 }
-P = "{{ params.%s }}"
-MANIFEST = P % "output" + "/data_manifests/" + P % "name" + "/" + P % "version" + "/manifest.json"
+# Parameters reach the shell as environment variables, never spliced into the command: a URI with `&` or `?`
+# (s3://bucket/x?endpoint_override=...) or a path with a space stays one word. Config values are TOML literals
+# (JSON strings and arrays are), so `--set key=$VAR` reads them back exactly.
+COMMON_ENV = {
+    "OWT_PROJECT": "{{ params.project_dir }}",
+    "OWT_CONFIG": "{{ params.config }}",
+    "OWT_RAY_ADDRESS": "{{ params.ray_address }}",
+}
+MANIFEST = "{{ params.output }}/data_manifests/{{ params.name }}/{{ params.version }}/manifest.json"
+SUBMIT = 'cd "$OWT_PROJECT" && python -m pipeline submit {stage} --config "$OWT_CONFIG" {sets}'
+SUBMIT += ' ${{OWT_RAY_ADDRESS:+--address "$OWT_RAY_ADDRESS"}}'
 
 
-def stage_command(stage: str, source: str | None, target: str) -> str:
-    sets = [f"--set {stage}.output={P % 'output'}/{target}"]
-    if source is None:
-        sets.append(f"--set '{stage}.input={{{{ params.dumps | tojson }}}}'")
-    else:
-        sets.append(f"--set {stage}.input={P % 'output'}/{source}")
+def under_output(folder: str) -> str:
+    return "{{ (params.output ~ '/" + folder + "') | tojson }}"
+
+
+def stage_env(stage: str, source: str | None, target: str) -> dict[str, str]:
+    env = COMMON_ENV | {"OWT_OUTPUT": under_output(target)}
+    env["OWT_INPUT"] = "{{ params.dumps | tojson }}" if source is None else under_output(source)
     if stage == "manifest":
-        sets += [f"--set manifest.name={P % 'name'}", f"--set manifest.version='\"{P % 'version'}\"'"]
-    return (
-        f"cd {P % 'project_dir'} && python -m pipeline submit {stage} --config {P % 'config'} "
-        + " ".join(sets)
-        + "{% if params.ray_address %} --address {{ params.ray_address }}{% endif %}"
-    )
+        env |= {"OWT_NAME": "{{ params.name | tojson }}", "OWT_VERSION": "{{ params.version | tojson }}"}
+    return env
+
+
+def stage_command(stage: str) -> str:
+    sets = [f'--set "{stage}.input=$OWT_INPUT"', f'--set "{stage}.output=$OWT_OUTPUT"']
+    if stage == "manifest":
+        sets += ['--set "manifest.name=$OWT_NAME"', '--set "manifest.version=$OWT_VERSION"']
+    return SUBMIT.format(stage=stage, sets=" ".join(sets))
+
+
+# verify the corpus; with publish_to, publish it and verify the published copy at the URI publish printed.
+PUBLISH = (
+    'cd "$OWT_PROJECT" && python -m pipeline verify "$OWT_MANIFEST" && if [ -n "$OWT_PUBLISH_TO" ]; then '
+    'uri=$(python -m pipeline publish "$OWT_MANIFEST" --to "$OWT_PUBLISH_TO" | sed -n "s/^published: //p") '
+    '&& [ -n "$uri" ] && python -m pipeline verify "$uri"; fi'
+)
 
 
 with DAG(
@@ -73,17 +94,16 @@ with DAG(
 ) as dag:
     previous = None
     for stage, (source, target) in STAGES.items():
-        task = BashOperator(task_id=stage, bash_command=stage_command(stage, source, target))
+        task = BashOperator(
+            task_id=stage, bash_command=stage_command(stage), env=stage_env(stage, source, target), append_env=True
+        )
         if previous is not None:
             previous >> task
         previous = task
     publish = BashOperator(
         task_id="publish",
-        bash_command=(
-            f"cd {P % 'project_dir'} && python -m pipeline verify {MANIFEST}"
-            "{% if params.publish_to %} && python -m pipeline publish " + MANIFEST + " --to {{ params.publish_to }}"
-            " && python -m pipeline verify {{ params.publish_to }}/{{ params.name }}/{{ params.version }}/manifest.json"
-            "{% endif %}"
-        ),
+        bash_command=PUBLISH,
+        env=COMMON_ENV | {"OWT_MANIFEST": MANIFEST, "OWT_PUBLISH_TO": "{{ params.publish_to }}"},
+        append_env=True,
     )
     previous >> publish
