@@ -17,8 +17,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from pydantic import field_validator
 
+from pipeline import storage
 from pipeline.config import StageConfig
-from pipeline.dataset import Dataset, code_version, read_json, write_json
+from pipeline.dataset import Dataset, code_version, read_json, read_parquet, write_json
 from pipeline.errors import PipelineError
 from pipeline.resources import tokenizer, vocab_sha256
 from pipeline.stage import now_iso
@@ -59,15 +60,16 @@ class ManifestConfig(StageConfig):
         return v
 
 
-def lineage(tokens_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """The chain of finished datasets that led to `tokens_dir`, oldest first (harvest ... tokenize)."""
+def lineage(tokens_dir: str | Path) -> list[tuple[Dataset, dict[str, Any]]]:
+    """The chain of finished datasets that led to `tokens_dir` (a path or URI), oldest first (harvest ...
+    tokenize). A stage's inputs are URIs for datasets on object storage, so the chain is followed there too."""
     chain = []
-    path: Path | None = Path(tokens_dir)
-    while path is not None:
-        m = Dataset(path).manifest()
-        chain.append((path, m))
-        parents = [Path(p) for p in m["inputs"] if (Path(p) / "_stage.json").is_file()]
-        path = parents[0] if parents else None
+    ds: Dataset | None = Dataset(tokens_dir)
+    while ds is not None:
+        m = ds.manifest()
+        chain.append((ds, m))
+        parents = [Dataset(p) for p in m["inputs"] if storage.is_remote(p) or Path(p).is_dir()]
+        ds = next((d for d in parents if d.is_complete()), None)
     return list(reversed(chain))
 
 
@@ -105,12 +107,22 @@ def documents_profile(root: Path, files: list[dict[str, Any]], top: int = 1000) 
     for f in files:
         if f["kind"] != "documents":
             continue
-        path = root / f["path"]
+        path = storage.pull(root / f["path"])
         schema = schema or pq.read_schema(path)
         if "domain" in schema.names:
-            domains.update(pq.read_table(path, columns=["domain"]).column(0).to_pylist())
+            domains.update(read_parquet(path, ["domain"]).column(0).to_pylist())
     columns = [{"name": fld.name, "type": str(fld.type)} for fld in schema] if schema else []
     return columns, dict(sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:top])
+
+
+def folder_of(cfg: ManifestConfig) -> Path:
+    """Where <output>/<name>/<version> is written: a local folder, or the mirror of an object-storage prefix."""
+    return storage.local_view(cfg.output) / cfg.name / cfg.version
+
+
+def store_of(path: Path) -> tuple[str, str] | None:
+    remote = storage.remote_of(path)
+    return None if remote is None else (remote.scheme, remote.query)
 
 
 def build(cfg: ManifestConfig) -> dict[str, Any]:
@@ -120,8 +132,14 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
         raise PipelineError(
             f"manifest input {cfg.input}: expected the output of `tokenize`, got {chain[-1][1]['stage']}"
         )
-    tokens_dir = chain[-1][0].resolve()
-    dest = (Path(cfg.output) / cfg.name / cfg.version).resolve()
+    tokens_dir = chain[-1][0].path
+    dest = folder_of(cfg)
+    if store_of(tokens_dir) != store_of(dest):
+        # The manifest names its files relative to its own folder, which only works within one store.
+        raise PipelineError(
+            f"manifest: output {cfg.output} is on another store than its input {cfg.input}; write the manifest "
+            "beside the corpus, then `python -m pipeline publish` it anywhere"
+        )
     tok = stages["tokenize"]
     if "token_shards" not in tok:
         raise PipelineError(f"{tokens_dir}: written by an older tokenize (no token shards by size); rerun tokenize")
@@ -150,7 +168,7 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
         "stages": [
             {
                 "stage": m["stage"],
-                "path": str(p.resolve()),
+                "path": ds.uri,
                 "config": m["config"],
                 "code_version": m["code_version"],
                 "rows_in": m["rows_in"],
@@ -159,7 +177,7 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
                 "wall_time_s": m["wall_time_s"],
                 "output_fingerprint": m["output_fingerprint"],
             }
-            for p, m in chain
+            for ds, m in chain
         ],
         "funnel": funnel(stages),
         "files": files,
@@ -183,12 +201,12 @@ def run(cfg: ManifestConfig, runner=None, overwrite: bool = False) -> dict[str, 
     from pipeline.croissant import write_croissant
 
     manifest = build(cfg)
-    folder = Path(cfg.output) / cfg.name / cfg.version
+    folder = folder_of(cfg)
     path = folder / "manifest.json"
-    if path.is_file() and not overwrite:
+    if storage.is_file(path) and not overwrite:
         old = read_json(path)
         if [f["sha256"] for f in old.get("files", [])] == [f["sha256"] for f in manifest["files"]]:
-            return old | {"reused": True, "path": str(path)}
+            return old | {"reused": True, "path": storage.uri_of(path)}
         raise PipelineError(
             f"{path}: version {cfg.version} already describes other files; bump manifest.version or pass --overwrite"
         )
@@ -196,7 +214,7 @@ def run(cfg: ManifestConfig, runner=None, overwrite: bool = False) -> dict[str, 
     write_croissant(manifest, folder)
     write_card(manifest, folder)
     write_json(path, manifest)
-    return manifest | {"path": str(path)}
+    return manifest | {"path": storage.uri_of(path)}
 
 
 def format_funnel(manifest: dict[str, Any]) -> str:

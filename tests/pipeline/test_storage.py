@@ -100,6 +100,21 @@ def test_every_stage_reads_and_writes_s3_on_ray(tmp_path, demo_world, replay, ra
     assert {d["name"]: d["sha256"] for d in results["harvest"]["dumps"]} == want_dumps
     assert [d["name"] for d in results["harvest"]["dumps"]] == sorted(p.name for p in (demo_world / "reddit").iterdir())
 
+    # The manifest stage follows the lineage through the bucket and writes its corpus manifest there; verify
+    # re-hashes every file it names from the store. A manifest on another store than its corpus is refused.
+    monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "manifest"))
+    cfg = stage_parts("manifest")[1](input=remote["tokenize"].output, output=under(base, "manifests"))
+    m = run_stage("manifest", cfg, ray_runner)
+    assert m["path"].startswith("s3://corpora/manifests/openwebtext/0.1.0/manifest.json?")
+    assert [s["stage"] for s in m["stages"]] == CHAIN and m["stages"][0]["path"] == remote["harvest"].output
+    assert m["inputs"] == results["harvest"]["dumps"]
+    report = verify(m["path"])
+    assert report.clean and len(report.ok) == len(m["files"]), report.lines()
+    for sidecar in ("croissant.json", "README.md", "funnel.png"):
+        assert bucket.fs.get_file_info(f"corpora/manifests/openwebtext/0.1.0/{sidecar}").type == pafs.FileType.File
+    with pytest.raises(PipelineError, match="another store"):
+        run_stage("manifest", cfg.model_copy(update={"output": str(tmp_path / "manifests")}), ray_runner)
+
     # A reader elsewhere (empty mirror) opens the finished dataset from its URI.
     monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "reader"))
     docs = Dataset(remote["tokenize"].output)
