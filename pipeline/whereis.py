@@ -4,7 +4,8 @@
 
 The shard's index (`<tokens>/index/<split>-<n>.parquet`) gives the document that holds the position and its row in
 the document shards; the stage manifests lead back through the datasets (tokenize <- dedup <- ... <- harvest) to
-the links row of its URL: Reddit score, submission ids, subreddits, first submission time.
+the links row of its URL: Reddit score, submission ids, subreddits, first submission time. A published or
+downloaded corpus (no stage manifests) answers from the document row, which carries the same columns.
 """
 
 from __future__ import annotations
@@ -58,25 +59,36 @@ def locate(shard: str | Path, position: int, context: int = 8) -> dict[str, Any]
             "n_tokens": doc["n_tokens"],
             "offset_in_document": position - doc["token_start"],
         },
-        "reddit": reddit_of(tokens_dir, row["url"], doc["url_hash"]),
+        "reddit": reddit_of(tokens_dir, row),
     }
 
 
-def reddit_of(tokens_dir: Path, url: str, url_hash: str) -> dict[str, Any] | None:
-    """The links row (harvest output) of a document, found through the stage manifests; None if not there. Harvest
-    put the URL in the shard of its bucket, so only that shard is read."""
-    harvested = [(path, m) for path, m in lineage(tokens_dir) if m["stage"] == "harvest"]
+REDDIT_KEYS = ("score", "n_submissions", "submission_ids", "subreddits", "first_created_utc", "domain")
+
+
+def reddit_of(tokens_dir: Path, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The Reddit side of a document: the columns its row carries (so a published or downloaded corpus answers
+    too), and, in a pipeline run's output, the harvest links row itself, found through the stage manifests."""
+    out = {k: row[k] for k in REDDIT_KEYS if k in row}
+    if Dataset(tokens_dir).is_complete():
+        out |= links_row(tokens_dir, row["url"], row["url_hash"]) or {}
+    return out or None
+
+
+def links_row(tokens_dir: Path, url: str, url_hash: str) -> dict[str, Any] | None:
+    """The links row (harvest output) of a URL; None if not there. Harvest put the URL in the shard of its bucket,
+    so only that shard is read."""
+    harvested = [(ds, m) for ds, m in lineage(tokens_dir) if m["stage"] == "harvest"]
     if not harvested:
         return None
-    path, manifest = harvested[0]
-    shard = Dataset(path).path / f"{shard_name(bucket_of(url, manifest['config']['num_shards']))}.parquet"
+    ds, manifest = harvested[0]
+    shard = ds.path / f"{shard_name(bucket_of(url, manifest['config']['num_shards']))}.parquet"
     links = read_parquet(shard)
     row = links.filter(pc.equal(links["url_hash"], url_hash))
     if not row.num_rows:
         return None
     r = row.to_pylist()[0]
-    keys = ("score", "n_submissions", "submission_ids", "subreddits", "first_created_utc", "domain")
-    return {k: r[k] for k in keys if k in r} | {"links_shard": str(shard)}
+    return {k: r[k] for k in REDDIT_KEYS if k in r} | {"links_shard": str(shard)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """The demo world through every stage on a real local Ray, then a few Ray Train steps; the funnel checked
 against what the world planted, and the Ray run checked byte for byte against the in-process runner."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,11 +12,11 @@ from model.train import run as train_run
 from pipeline.cli import main, run_stage, stage_parts
 from pipeline.dataset import read_parquet
 from pipeline.errors import PipelineError
-from pipeline.manifest import format_funnel
+from pipeline.manifest import SEMVER, format_funnel
 from pipeline.published import verify
 from pipeline.runner import LocalRunner
 from pipeline.tokenize import index_of
-from pipeline.whereis import locate
+from pipeline.whereis import REDDIT_KEYS, locate
 
 STAGES = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
 
@@ -98,6 +99,30 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
     assert main(["whereis", str(shard), str(entry["token_start"])]) == 0
     with pytest.raises(PipelineError, match="outside the shard"):
         locate(shard, 10**9)
+
+    # The manifest of this real chain: identity, every stage's resolved config, the dumps it was built from.
+    m = json.loads(Path(results["manifest"]["path"]).read_text())
+    assert SEMVER.match(m["version"]) and m["created"] and m["code_version"]
+    assert [s["stage"] for s in m["stages"]] == STAGES[:-1]
+    assert [s["config"] for s in m["stages"]] == [results[s]["config"] for s in STAGES[:-1]]
+    dumps = sorted((demo_world / "reddit").iterdir())
+    assert m["inputs"] == [
+        {"name": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size} for p in dumps
+    ]
+
+    # Published with the CLI, the copy (no stage manifests) still answers whereis from its document rows, and its
+    # Croissant file, written from this run, validates with mlcroissant and reads back every document.
+    pub = tmp_path / "published"
+    assert main(["publish", results["manifest"]["path"], "--to", f"file://{pub}"]) == 0
+    folder = pub / m["name"] / m["version"]
+    there = locate(folder / shard.relative_to(tmp_path / "tokens"), entry["token_start"] + 3)
+    assert there["document"] == where["document"] and "links_shard" not in there["reddit"]
+    assert {k: there["reddit"][k] for k in REDDIT_KEYS} == {k: where["reddit"][k] for k in REDDIT_KEYS}
+    import mlcroissant as mlc
+
+    ds = mlc.Dataset(jsonld=str(folder / "croissant.json"))
+    assert not ds.metadata.ctx.issues.errors and not ds.metadata.ctx.issues.warnings, ds.metadata.ctx.issues.report()
+    assert sum(1 for _ in ds.records("documents")) == t["rows_out"]
 
     # The same data through the in-process runner gives byte-identical datasets.
     local = LocalRunner()
