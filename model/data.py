@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.dataset import Dataset
 from pipeline.errors import PipelineError
+from pipeline.resources import tokenizer as tokenizer_of
+from pipeline.stage import check_file
 from pipeline.token_format import check_metadata, mmap_tokens, read_metadata
 
 
-def token_files(data: str | Path, split: str) -> list[Path]:
-    """A split's token shards, from a `tokenize` output directory or a local corpus manifest (see
-    pipeline/published.py: `download` makes a remote corpus local)."""
+def token_files(data: str | Path, split: str) -> list[tuple[Path, dict[str, Any]]]:
+    """A split's token shards with their recorded entries (sha256, bytes), from a `tokenize` output directory or a
+    local corpus manifest (see pipeline/published.py: `download` makes a remote corpus local)."""
     p = Path(data)
     if p.suffix == ".json" or (p / "manifest.json").is_file():
         from pipeline.published import token_files as from_manifest
 
         return from_manifest(p, split)
-    return Dataset(p).shard_files(".arrow", subdir=split)
+    return Dataset(p).shard_entries(".arrow", subdir=split)
 
 
 class TokenData:
@@ -36,13 +39,17 @@ class TokenData:
         vocab_sha256: str | None = None,
         rank: int = 0,
         world_size: int = 1,
+        verify: bool = True,
     ):
         files = token_files(tokens_dir, split)
         # Each DDP rank reads its own share of the shards (all of them when there are fewer shards than ranks).
         mine = files[rank::world_size] if len(files) >= world_size else files
         self.arrays: list[np.ndarray] = []
-        for f in mine:
-            check_metadata(f, read_metadata(f), tokenizer, vocab_sha256)
+        eot = tokenizer_of(tokenizer).eot_token
+        for f, entry in mine:
+            if verify:  # a shard damaged since tokenize wrote it is refused by name, not trained on (~1 GB/s)
+                check_file(f, entry["sha256"], entry["bytes"], hint="rerun tokenize, or download the corpus again")
+            check_metadata(f, read_metadata(f), tokenizer, vocab_sha256, eot)
             arr = mmap_tokens(f)
             if len(arr):
                 self.arrays.append(arr)

@@ -42,11 +42,19 @@ def _autocast(device: str):
 
 @torch.no_grad()
 def split_loss(
-    model: GPT, data: str | Path, split: str = "val", batch_size: int = 8, max_batches: int | None = None
+    model: GPT,
+    data: str | Path,
+    split: str = "val",
+    batch_size: int = 8,
+    max_batches: int | None = None,
+    tokenizer_name: str = "gpt2",
 ) -> dict[str, Any]:
-    """Mean next-token loss over the split read once in order (every window of block_size tokens)."""
+    """Mean next-token loss over the split read once in order (every window of block_size tokens). The shards are
+    re-hashed and checked against the model's tokenizer (name and vocabulary hash) first."""
+    from pipeline.resources import vocab_sha256
+
     device = next(model.parameters()).device.type
-    d = TokenData(data, split)
+    d = TokenData(data, split, tokenizer_name, vocab_sha256(tokenizer_name))
     T = model.config.block_size
     left = int(sum((d.lengths - 1) // T))  # windows of T+1 tokens, T apart, in every shard
     total, windows, batches = 0.0, 0, 0
@@ -123,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, state = load_model(args.checkpoint, args.device)
         result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "step": state["step"]}
+        tok = state.get("config", {}).get("tokenizer", "gpt2")
         if args.data:
-            result["loss"] = split_loss(model, args.data, args.split, args.batch_size, args.max_batches)
+            result["loss"] = split_loss(model, args.data, args.split, args.batch_size, args.max_batches, tok)
         if args.lambada:
-            tok = state.get("config", {}).get("tokenizer", "gpt2")
             result["lambada"] = lambada(model, args.lambada, tok, args.limit)
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 from pydantic import field_validator
+from tqdm import tqdm
 
 from pipeline import storage
 from pipeline.config import StageConfig
 from pipeline.dataset import Dataset, code_version, read_json, read_parquet, write_json
 from pipeline.errors import PipelineError
 from pipeline.resources import tokenizer, vocab_sha256
-from pipeline.stage import now_iso
+from pipeline.stage import check_file, now_iso
 from pipeline.token_format import EOT_POSITION, FORMAT, FORMAT_VERSION
 from pipeline.tokenize import INDEX_SCHEMA
 
@@ -144,6 +146,10 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
     if "token_shards" not in tok:
         raise PipelineError(f"{tokens_dir}: written by an older tokenize (no token shards by size); rerun tokenize")
     files = corpus_files(tok)
+    # Re-hash what the manifest will vouch for: a shard damaged since tokenize finished is refused by name here,
+    # not published under a manifest that looks complete.
+    for f in tqdm(files, desc="manifest: re-hash", unit="file", disable=not sys.stderr.isatty(), leave=False):
+        check_file(tokens_dir / f["path"], f["sha256"], f["bytes"], hint="rerun tokenize")
     columns, domains = documents_profile(tokens_dir, files)
     tcfg = tok["config"]
     enc = tokenizer(tcfg["tokenizer"])

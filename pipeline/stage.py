@@ -66,24 +66,26 @@ def check_inputs(task: ShardTask) -> None:
     finished is refused with its name, instead of being read into output that looks complete. Costs one extra
     read of the inputs (~1 GB/s), small next to any stage's own work."""
     for path, (sha, size) in task.extra.get("verify", {}).items():
-        local = storage.pull(path)
-        shown = storage.uri_of(path)
-        if not local.is_file():
-            raise PipelineError(
-                f"input {shown}: missing (listed by its stage's manifest); rerun the stage that wrote it"
-            )
-        got_size = local.stat().st_size
-        if got_size != size:
-            raise PipelineError(
-                f"input {shown}: {got_size:,} bytes, its stage recorded {size:,} (truncated or replaced); "
-                "rerun the stage that wrote it"
-            )
-        got = sha256_file(local)
-        if got != sha:
-            raise PipelineError(
-                f"input {shown}: sha256 {got[:16]}... differs from the recorded {sha[:16]}... (corrupt or changed "
-                "since its stage wrote it); rerun the stage that wrote it"
-            )
+        check_file(path, sha, size)
+
+
+def check_file(path: str | Path, sha: str, size: int, hint: str = "rerun the stage that wrote it") -> None:
+    """One input file against its recorded sha256 and size (pulled first when it lies on object storage)."""
+    local = storage.pull(path)
+    shown = storage.uri_of(path)
+    if not local.is_file():
+        raise PipelineError(f"input {shown}: missing (listed by its stage's manifest); {hint}")
+    got_size = local.stat().st_size
+    if got_size != size:
+        raise PipelineError(
+            f"input {shown}: {got_size:,} bytes, its stage recorded {size:,} (truncated or replaced); {hint}"
+        )
+    got = sha256_file(local)
+    if got != sha:
+        raise PipelineError(
+            f"input {shown}: sha256 {got[:16]}... differs from the recorded {sha[:16]}... (corrupt or changed "
+            f"since its stage wrote it); {hint}"
+        )
 
 
 def verified(fn: Callable[[ShardTask], dict[str, Any]]) -> Callable[[ShardTask], dict[str, Any]]:

@@ -121,8 +121,11 @@ def test_shards_are_memory_mapped_with_metadata_and_an_index_back_to_documents(t
     out = Dataset(cfg.output)
     enc = tokenizer("gpt2")
     for shard in out.shard_files(".arrow", subdir="train"):
+        before = pa.total_allocated_bytes()
         tokens = mmap_tokens(shard)
-        assert not tokens.flags.owndata and tokens.dtype == np.uint16  # a view of the mapped file
+        assert not tokens.flags.owndata and tokens.dtype == np.uint16
+        # a view of the mapped file: Arrow allocated nothing for it (a read into memory would allocate 2 B/token)
+        assert pa.total_allocated_bytes() - before < 1024 < tokens.nbytes
         meta = read_metadata(shard)
         check_metadata(shard, meta, "gpt2", vocab_sha256("gpt2"))
         assert meta["eot_position"] == "after" and meta["split"] == "train"
@@ -137,6 +140,15 @@ def test_shards_are_memory_mapped_with_metadata_and_an_index_back_to_documents(t
         check_metadata("x", read_metadata(shard), "cl100k_base", None)
     with pytest.raises(PipelineError, match="format version 0"):
         check_metadata("x", read_metadata(shard) | {"format_version": "0"}, "gpt2", None)
+    with pytest.raises(PipelineError, match="vocabulary hash differs"):  # same name, other BPE files
+        check_metadata("x", read_metadata(shard) | {"vocab_sha256": "0" * 64}, "gpt2", vocab_sha256("gpt2"))
+    with pytest.raises(PipelineError, match="dtype 'uint32', expected uint16"):
+        check_metadata("x", read_metadata(shard) | {"dtype": "uint32"}, "gpt2", None)
+    with pytest.raises(PipelineError, match="EOT 'before' each document"):
+        check_metadata("x", read_metadata(shard) | {"eot_position": "before"}, "gpt2", None)
+    with pytest.raises(PipelineError, match="EOT token 50256, the model's gpt2 uses 0"):
+        check_metadata("x", read_metadata(shard), "gpt2", None, eot_token=0)
+    check_metadata("x", read_metadata(shard), "gpt2", vocab_sha256("gpt2"), eot_token=enc.eot_token)
 
 
 def test_documents_open_in_datasets_pandas_and_duckdb(tokenized):
