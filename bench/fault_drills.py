@@ -5,8 +5,8 @@ uninterrupted run. `make drills` (a few minutes); figures in docs/RELIABILITY.md
   finish in the same run with the uninterrupted run's output fingerprint.
 - driver: the stage's driver SIGKILLed after N finished tasks; the same command again must resume (resumed_shards
   >= N) and produce the same output fingerprint and document ids, none twice.
-- damage: one input shard truncated, bit-flipped, deleted or replaced by a sibling; `verify` must name it and the
-  next stage must refuse it and write no `_stage.json`.
+- damage: one input shard truncated, bit-flipped, deleted or replaced by a sibling, or its stage manifest edited to
+  name other bytes; `verify` must name it and the next stage must refuse it and write no `_stage.json`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ DRIVER_FAULTS = {
     "dedup": "driver.dedup.signatures.4",
     "tokenize": "driver.tokenize.documents.2",
 }
-DAMAGE = ["truncated", "bit_flipped", "missing", "replaced"]
+DAMAGE = ["truncated", "bit_flipped", "missing", "replaced", "manifest_edited"]
 
 ONE_STAGE_ON_RAY = """
 import json, sys
@@ -101,7 +101,13 @@ def on_ray(name: str, cfg, env: dict) -> tuple[int, dict | None, str]:
 
 
 def doc_ids(path: str) -> list[str]:
-    return [h for p in Dataset(path).shard_files() for h in read_parquet(p, ["url_hash"]).column(0).to_pylist()]
+    """The document ids (url_hash) of a finished dataset, one per row: tokenize keeps its documents in documents/."""
+    ds = Dataset(path)
+    subdir = "documents" if ds.manifest()["stage"] == "tokenize" else ""
+    ids = [h for p in ds.shard_files(subdir=subdir) for h in read_parquet(p, ["url_hash"]).column(0).to_pylist()]
+    if not ids:
+        raise AssertionError(f"{path}: no documents (a comparison of empty id lists would prove nothing)")
+    return ids
 
 
 def damage(kind: str, shard: Path, other: Path) -> str:
@@ -121,6 +127,15 @@ def damage(kind: str, shard: Path, other: Path) -> str:
     if kind == "replaced":  # a valid Parquet file, but not the one the manifest names: the manifest no longer matches
         shard.write_bytes(other.read_bytes())
         return "bytes, its stage recorded" if len(data) != other.stat().st_size else "differs from the recorded"
+    if kind == "manifest_edited":  # the shard intact, its stage manifest edited: it vouches for other bytes now
+        stage = shard.parent / "_stage.json"
+        m = json.loads(stage.read_text())
+        for rec in m["shards"]:
+            for f in rec["files"]:
+                if f["path"] == shard.name:
+                    f["sha256"] = f["sha256"][::-1]
+        stage.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+        return "differs from the recorded"
     raise ValueError(f"unknown damage {kind!r}")
 
 

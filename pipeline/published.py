@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow.fs as pafs
 from tqdm import tqdm
 
-from pipeline.dataset import STAGE_FILE, atomic_path, sha256_file
+from pipeline.dataset import RUN_FILE, SHARD_RECORDS, STAGE_FILE, atomic_path, sha256_file
 from pipeline.errors import PipelineError
 from pipeline.stage import now_iso
 from pipeline.storage import Location, locate
@@ -34,6 +34,7 @@ MANIFEST = "manifest.json"
 # Files beside a published corpus that describe it and are not in its file list.
 SIDECARS = {MANIFEST, "croissant.json", "README.md", "funnel.png", "domains.png"}
 CHUNK = 8 << 20
+STAGE_STATE = (RUN_FILE, SHARD_RECORDS)  # what a started, unfinished stage leaves in its output
 
 
 def read_bytes(loc: Location) -> bytes:
@@ -87,6 +88,11 @@ def open_manifest(uri: str | Path) -> Corpus:
             stage = loc.join(STAGE_FILE)
             if loc.fs.get_file_info(stage.path).type == pafs.FileType.File:
                 return stage_corpus(stage)
+            if any(loc.fs.get_file_info(loc.join(n).path).type != pafs.FileType.NotFound for n in STAGE_STATE):
+                raise PipelineError(
+                    f"{loc.uri}: a stage's output, incomplete (no {STAGE_FILE}: the stage never finished); rerun "
+                    "the stage to finish it, then verify"
+                )
         loc = loc.join(MANIFEST)
     elif posixpath.basename(loc.path) == STAGE_FILE:
         return stage_corpus(loc)
@@ -271,12 +277,13 @@ def download(manifest_uri: str | Path, to: str | Path) -> Path:
     return path
 
 
-def token_files(manifest_path: str | Path, split: str) -> list[Path]:
-    """The local token shards of one split, in order (for the trainer)."""
+def token_files(manifest_path: str | Path, split: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The local token shards of one split with their manifest entries (sha256, bytes), in order (for the
+    trainer)."""
     corpus = open_manifest(manifest_path)
     if not isinstance(corpus.at.fs, pafs.LocalFileSystem):
         raise PipelineError(f"{corpus.at.uri}: download the corpus first (python -m pipeline download URI --to DIR)")
-    return [Path(corpus.location(f).path) for f in corpus.files("tokens", split)]
+    return [(Path(corpus.location(f).path), f) for f in corpus.files("tokens", split)]
 
 
 def main_verify(argv: list[str] | None = None) -> int:

@@ -4,8 +4,9 @@
   the same bytes as an uninterrupted run;
 - kill -9 of the driver mid-stage, then the same command again: it resumes, and the output equals an uninterrupted
   run's (same output hashes, same document ids, none twice);
-- a truncated, bit-flipped, missing or replaced shard: `verify` and the next stage name it, and the next stage
-  writes no `_stage.json`.
+- a truncated, bit-flipped, missing or replaced shard, or a stage manifest edited to name other bytes: `verify` and
+  the next stage name it, and the next stage writes no `_stage.json`; a corrupt stage manifest is named by both;
+- a bit-flipped token shard: the manifest stage and the trainer refuse it by name and write nothing.
 """
 
 import json
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fault_drills import CHAIN, configs, damage, doc_ids, drill_pages, run_child
+from bench.fault_drills import CHAIN, DAMAGE, configs, damage, doc_ids, drill_pages, run_child
 from bench.pages import fetched_dataset
 from pipeline.cli import main, run_stage, stage_parts
 from pipeline.dataset import Dataset
@@ -91,6 +92,8 @@ def test_a_killed_driver_resumes_with_the_same_output(fetched, uninterrupted, tm
     assert killed.returncode == -9, killed.stderr[-3000:]
     out = Dataset(cfg.output)
     assert not out.is_complete()  # nothing that looks finished
+    with pytest.raises(PipelineError, match="incomplete .no _stage.json: the stage never finished"):
+        verify(cfg.output)
     done = sorted(p.stem for p in (out.path / "_shards").glob("*.json"))
     assert len(done) >= 3
 
@@ -102,7 +105,7 @@ def test_a_killed_driver_resumes_with_the_same_output(fetched, uninterrupted, tm
     assert len(ids) == len(set(ids)) and sorted(ids) == sorted(want)
 
 
-@pytest.mark.parametrize("kind", ["truncated", "bit_flipped", "missing", "replaced"])
+@pytest.mark.parametrize("kind", DAMAGE)
 def test_damaged_shards_are_refused_by_verify_and_by_the_next_stage(kind, uninterrupted, tmp_path, capsys):
     import shutil
 
@@ -141,3 +144,39 @@ def test_verify_passes_every_intact_stage_output(uninterrupted):
     for name in CHAIN:
         report = verify(uninterrupted[name]["config"]["output"])
         assert report.clean and len(report.ok) == sum(len(s["files"]) for s in uninterrupted[name]["shards"]), name
+
+
+def test_a_corrupt_stage_manifest_is_named_by_verify_and_by_the_next_stage(uninterrupted, tmp_path):
+    import shutil
+
+    src = tmp_path / "filter"
+    shutil.copytree(uninterrupted["filter"]["config"]["output"], src)
+    stage = src / "_stage.json"
+    stage.write_bytes(stage.read_bytes()[:-40])  # cut short
+    with pytest.raises(PipelineError, match=r"_stage.json: corrupt stage manifest at line \d+"):
+        verify(src)
+    assert main(["verify", str(src)]) == 2
+    cfg = stage_parts("dedup")[1](input=str(src), output=str(tmp_path / "dedup"))
+    with pytest.raises(PipelineError, match=r"_stage.json: corrupt JSON at line \d+"):
+        run_stage("dedup", cfg, LocalRunner())
+    assert not Dataset(cfg.output).is_complete()
+
+
+def test_a_damaged_token_shard_is_refused_by_manifest_and_by_the_trainer(uninterrupted, tmp_path):
+    import shutil
+
+    from model.train import TrainConfig
+    from model.train import run as train_run
+
+    src = tmp_path / "tokens"
+    shutil.copytree(uninterrupted["tokenize"]["config"]["output"], src)
+    shard = sorted((src / "train").glob("*.arrow"))[0]
+    damage("bit_flipped", shard, shard)
+    cfg = stage_parts("manifest")[1](input=str(src), output=str(tmp_path / "manifests"))
+    with pytest.raises(PipelineError, match=f"{shard.name}: sha256 .* differs from the recorded"):
+        run_stage("manifest", cfg, None)
+    assert not list((tmp_path / "manifests").rglob("manifest.json"))  # nothing that vouches for the damaged shard
+    train = TrainConfig(data=str(src), out_dir=str(tmp_path / "train"), model="tiny", mode="local", max_steps=2)
+    with pytest.raises(PipelineError, match=f"{shard.name}: sha256 .* differs from the recorded"):
+        train_run(train.model_copy(update={"batch_size": 2, "eval_interval": 1, "eval_iters": 1}))
+    assert not list((tmp_path / "train").rglob("ckpt.pt"))
