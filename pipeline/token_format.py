@@ -48,7 +48,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
 
 
-def check_metadata(path: str | Path, meta: dict[str, str], tokenizer: str, vocab_sha256: str | None) -> None:
+def check_metadata(
+    path: str | Path, meta: dict[str, str], tokenizer: str, vocab_sha256: str | None, eot_token: int | None = None
+) -> None:
+    """A shard's schema metadata against what the reader expects; a mismatch is explained in one line."""
     if meta.get("format") != FORMAT:
         raise PipelineError(f"{path}: not an {FORMAT} shard (format={meta.get('format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -65,6 +68,12 @@ def check_metadata(path: str | Path, meta: dict[str, str], tokenizer: str, vocab
         raise PipelineError(f"{path}: vocabulary hash differs from this machine's {tokenizer} (different BPE files?)")
     if meta.get("dtype") != "uint16":
         raise PipelineError(f"{path}: dtype {meta.get('dtype')!r}, expected uint16")
+    if meta.get("eot_position") != EOT_POSITION:
+        raise PipelineError(
+            f"{path}: EOT {meta.get('eot_position')!r} each document, this code reads EOT {EOT_POSITION!r} it"
+        )
+    if eot_token is not None and meta.get("eot_token") != str(eot_token):
+        raise PipelineError(f"{path}: EOT token {meta.get('eot_token')}, the model's {tokenizer} uses {eot_token}")
 
 
 def mmap_tokens(path: str | Path) -> np.ndarray:
