@@ -17,6 +17,12 @@ def test_ray_up_config_is_well_formed():
     assert cfg["head_node_type"] in cfg["available_node_types"]
     assert cfg["max_workers"] >= sum(t.get("max_workers", 0) for t in cfg["available_node_types"].values()) - 1
     assert all("node_config" in t for t in cfg["available_node_types"].values())
+    # Ray's own schema for `ray up` configs (what `ray up` checks first); private API, kept to this test.
+    from ray.autoscaler._private.util import fillout_defaults, validate_config
+
+    validate_config(fillout_defaults(cfg))
+    text = (DEPLOY / "ray-aws.yaml").read_text()
+    assert "OWT_EFS_DNS" in text and "OWT_REPO" in text and "python3.11-venv" in text  # the documented placeholders
 
 
 def test_full_scale_config_loads_for_every_stage_and_the_trainer():
