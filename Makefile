@@ -19,7 +19,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 STAGES := harvest fetch extract filter dedup tokenize manifest
 
-.PHONY: venv demo test fuzz lint cluster-up cluster-down cluster-status bench-scale drills $(STAGES) train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize eval-extract eval-langid eval-dedup reddit-api harvest-report
+.PHONY: venv demo test fuzz lint cluster-up cluster-down cluster-status bench-scale drills $(STAGES) train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize bench-contamination eval-extract eval-langid eval-dedup reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
@@ -31,7 +31,7 @@ help:
 	@echo "make cluster-up / cluster-down - a local two-node Ray cluster (WORKERS=1 CPUS=1 MEMORY_GB=4)"
 	@echo "make submit-<stage> / submit-all / submit-train - run on a Ray cluster as jobs (RAY_ADDRESS, CONFIG, SET)"
 	@echo "make lint    - ruff"
-	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract, bench-dedup, bench-tokenize); figures go to BENCHMARKS.md"
+	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract, bench-dedup, bench-tokenize, bench-contamination); figures go to BENCHMARKS.md"
 	@echo "make eval-extract / eval-langid - extraction F1 and language decisions on real data"
 	@echo "make drills  - kill -9 workers and drivers, damage shards: every drill checked against an uninterrupted run"
 
@@ -92,7 +92,7 @@ WEBTEXT_DOMAINS ?= ../shared/data/webtext-domains/domains.txt
 harvest-report: venv
 	$(PY) -m pipeline harvest-report $(LINKS) --webtext $(WEBTEXT_DOMAINS)
 
-bench: bench-harvest bench-fetch bench-extract bench-dedup bench-tokenize
+bench: bench-harvest bench-fetch bench-extract bench-dedup bench-tokenize bench-contamination
 
 bench-harvest: venv
 	$(PY) bench/harvest_bench.py --runs 5
@@ -115,6 +115,10 @@ bench-extract: venv .venv-datatrove/.installed
 
 bench-tokenize: venv
 	$(PY) bench/tokenize_bench.py --runs 7
+
+# The contamination report's 8-gram Bloom filter on the Debian handbook: build MB/s, fp rates, insert rates.
+bench-contamination: venv
+	$(PY) bench/contamination_bench.py --runs 3
 
 # GPT-2 124M, context 1024, bf16, against Hugging Face GPT2LMHeadModel in the same run (on a GPU machine);
 # bench-train-cpu: the same comparison sized for a CPU.
