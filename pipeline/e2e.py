@@ -905,6 +905,24 @@ def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any
     cards = [name for name in ("README.md", "funnel.png", "croissant.json") if (folder / name).is_file()]
     add("manifest: dataset card, funnel chart, Croissant", ["README.md", "funnel.png", "croissant.json"], cards)
 
+    # A bound over an empty set passes whatever the pipeline does: every case the checks above test must be there.
+    present = {
+        "real 2005 links (404s)": len(real),
+        "Wikipedia pages": len(wiki),
+        "non-English pages": len(foreign),
+        "English-by-construction pages": len(built),
+        "pages of 256+ tokens": len(long_),
+        "pages under 100 tokens": len(short),
+        "untranslated handbook copy groups": len(groups),
+        "dedup removals": removed,
+    }
+    add(
+        "inputs: cases checked above that are absent",
+        [],
+        [k for k, v in present.items() if v <= 0],
+        why=", ".join(f"{k}: {v:,}" for k, v in present.items()),
+    )
+
     s = results["train"]
     add("train: steps", scale.train_steps, s["steps"])
     add(
