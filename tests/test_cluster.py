@@ -128,18 +128,30 @@ def test_trainer_runs_two_ray_train_workers_on_the_two_nodes(cluster, tmp_path, 
 
 
 def test_cluster_down_stops_only_that_cluster(tmp_path_factory, ray_runner, monkeypatch):
+    import socket
+
     import ray
 
     root = tmp_path_factory.mktemp("other")
-    cluster_up(root, workers=0, cpus=1, memory_gb=2)
+    info = cluster_up(root, workers=1, cpus=1, memory_gb=2)
     mine = {p.pid for p in cluster_processes(root)}
-    assert mine
+    assert sum(p.name() == "raylet" for p in cluster_processes(root)) == 2
+
+    def answers(address: str) -> bool:
+        host, port = address.removeprefix("http://").rsplit(":", 1)
+        with socket.socket() as s:
+            s.settimeout(2)
+            return s.connect_ex((host, int(port))) == 0
+
+    assert answers(info["address"]) and answers(info["dashboard"])
     log = temp_base(root) / "head" / "notes.log"  # a user's `tail -f` of a file in the cluster's dir
     log.write_text("x\n")
     reader = subprocess.Popen(["tail", "-f", str(log)], stdout=subprocess.DEVNULL)
     try:
         stopped = cluster_down(root)
         assert stopped == len(mine) and not any(psutil.pid_exists(pid) for pid in mine)
+        # Seen from outside the process finder: the cluster's GCS and dashboard ports no longer answer.
+        assert not answers(info["address"]) and not answers(info["dashboard"])
         assert reader.poll() is None  # not a Ray process: left alone
     finally:
         reader.kill()

@@ -125,3 +125,24 @@ def test_publish_to_s3_verify_there_download_and_detect_a_corrupted_object(corpu
     assert f"corrupt  {victim['path']}" in capsys.readouterr().out
     with pytest.raises(PipelineError, match="sha256 differs"):
         download(uri, tmp_path / "cache2")
+
+    # An object gone and one that the manifest does not name: both reported from the store.
+    gone = open_manifest(uri).files("tokens", "train")[0]["path"]
+    bucket.fs.delete_file(bucket.join("t", "1.0.0", gone).path)
+    with bucket.fs.open_output_stream(bucket.join("t", "1.0.0", "train", "stray.arrow").path) as f:
+        f.write(b"not part of the corpus")
+    report = verify(uri)
+    assert report.missing == [gone] and report.extra == ["train/stray.arrow"], report.lines()
+
+
+def test_the_trainer_reads_a_published_corpus_from_its_manifest_uri(corpus, s3, tmp_path, monkeypatch):
+    from model.train import local_data
+
+    base, _ = s3
+    uri = publish(corpus, base)
+    monkeypatch.chdir(tmp_path)  # local_data downloads under runs/corpora of the working directory
+    data = local_data(uri)
+    assert Path(data) == (tmp_path / "runs" / "corpora" / "t" / "1.0.0" / "manifest.json").resolve()
+    remote, here = TokenData(data, "train"), TokenData(corpus, "train")
+    assert remote.n_tokens == here.n_tokens
+    assert all(np.array_equal(a, b) for a, b in zip(remote.arrays, here.arrays))
