@@ -1,12 +1,13 @@
 """What `pipeline submit` sends: a stage's resolved config as `--set` values that read back to the same config."""
 
+import os
 import shlex
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import stage_parts
-from pipeline.cluster import entrypoint, job_address, submit
+from pipeline.cluster import entrypoint, job_address, job_client, submit
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 
@@ -50,3 +51,19 @@ def test_no_address_is_a_clear_error(tmp_path, monkeypatch):
 def test_no_wait_takes_one_target():
     with pytest.raises(PipelineError, match="single target"):
         submit(["all"], None, [], "http://127.0.0.1:1", wait=False)  # fails before any connection
+
+
+def test_an_explicit_address_wins_over_ray_address(tmp_path, monkeypatch):
+    # Ray's JobSubmissionClient reads $RAY_ADDRESS over the address it is given (tests/test_cluster.py shows it with
+    # a real cluster); job_client builds it with the variable out of the way, and puts it back.
+    monkeypatch.setenv("RAY_ADDRESS", "http://from-env:8265")
+    assert job_address(None, tmp_path) == "http://from-env:8265"
+    seen = {}
+
+    class Recorder:
+        def __init__(self, address: str):
+            seen.update(address=address, env=os.environ.get("RAY_ADDRESS"))
+
+    job_client(Recorder, job_address("http://from-flag:8265", tmp_path))
+    assert seen == {"address": "http://from-flag:8265", "env": None}
+    assert os.environ["RAY_ADDRESS"] == "http://from-env:8265"
