@@ -176,7 +176,9 @@ def test_a_damaged_token_shard_is_refused_by_manifest_and_by_the_trainer(uninter
     with pytest.raises(PipelineError, match=f"{shard.name}: sha256 .* differs from the recorded"):
         run_stage("manifest", cfg, None)
     assert not list((tmp_path / "manifests").rglob("manifest.json"))  # nothing that vouches for the damaged shard
-    train = TrainConfig(data=str(src), out_dir=str(tmp_path / "train"), model="tiny", mode="local", max_steps=2)
+    train = TrainConfig(
+        data=str(src), out_dir=str(tmp_path / "train"), model="tiny", mode="local", max_steps=2, batch_size=2
+    )
     with pytest.raises(PipelineError, match=f"{shard.name}: sha256 .* differs from the recorded"):
-        train_run(train.model_copy(update={"batch_size": 2, "eval_interval": 1, "eval_iters": 1}))
+        train_run(train)
     assert not list((tmp_path / "train").rglob("ckpt.pt"))
