@@ -9,8 +9,10 @@ CONFIG ?= pipeline/configs/demo.toml
 SET ?=
 SET_ARGS := $(foreach s,$(SET),--set $(s))
 
+# The real data of the tests, benchmarks and e2e (bench/shared_data.py): ../shared/data unless set.
+export OWT_SHARED_DATA ?= $(abspath ../shared/data)
 # tiktoken cannot download GPT-2's vocabulary without internet; use the shared cache when it is there.
-SHARED_TIKTOKEN := $(abspath ../shared/data/gpt2/tiktoken-cache)
+SHARED_TIKTOKEN := $(OWT_SHARED_DATA)/gpt2/tiktoken-cache
 ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
@@ -51,7 +53,7 @@ demo: venv
 # captures served on loopback, a planted dump mixed with the real 2005 dumps; exits 1 if a check fails.
 .PHONY: e2e
 e2e: venv
-	$(PY) -m pipeline.e2e --out runs/e2e --fresh $(E2E_ARGS)
+	$(PY) bench/e2e.py --out runs/e2e --fresh $(E2E_ARGS)
 
 test: venv
 	$(PY) -m pytest -q

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.eval_dedup import OUT, SHARED, extracted  # noqa: E402
-from pipeline.contamination import BloomFilter, build_filter, count_corpus_ngrams  # noqa: E402
+from pipeline.corpus.contamination import BloomFilter, build_filter, count_corpus_ngrams  # noqa: E402
 
 
 def timed(fn):

@@ -30,10 +30,11 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.dataset import STAGE_FILE, file_entry, shard_name, write_json, write_parquet
+from pipeline.core.dataset import STAGE_FILE, file_entry, shard_name, write_json, write_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from shared_data import SHARED  # noqa: E402  ($OWT_SHARED_DATA, else ../shared/data)
+
 DATATROVE_PY = ROOT / ".venv-datatrove" / "bin" / "python"
 
 

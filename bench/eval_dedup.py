@@ -29,11 +29,12 @@ import numpy as np
 import pyarrow as pa
 from scipy.sparse import csr_matrix
 
-from pipeline.dedup import DedupConfig, find_duplicates, signature_table
-from pipeline.minhash import shingles
+from pipeline.stages.dedup import DedupConfig, find_duplicates, signature_table
+from pipeline.text.minhash import shingles
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from shared_data import SHARED  # noqa: E402  ($OWT_SHARED_DATA, else ../shared/data)
+
 OUT = ROOT / "runs" / "eval-dedup"
 MIN_WORDS = 100
 

@@ -23,8 +23,10 @@ import tomllib
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.extract import ExtractConfig, Extractor  # noqa: E402
-from pipeline.replay import html_benchmark_pages  # noqa: E402
+from shared_data import SHARED  # noqa: E402
+
+from pipeline.stages.extract import ExtractConfig, Extractor  # noqa: E402
+from pipeline.web.replay import html_benchmark_pages  # noqa: E402
 
 WORD = re.compile(r"\w+")
 
@@ -52,7 +54,7 @@ def score(pairs: list[tuple[str, str]]) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "html-benchmark"))
+    ap.add_argument("--data", default=str(SHARED / "html-benchmark"))
     ap.add_argument("--set", action="append", default=[], help="extract setting, key=value (TOML value)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()

@@ -17,7 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.langid import LanguageScorer  # noqa: E402
+from shared_data import SHARED  # noqa: E402
+
+from pipeline.text.langid import LanguageScorer  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ALIASES = {"nb": "no"}  # the data's label -> lid.176's label for the same language
@@ -30,7 +32,7 @@ def kept(langs: list[str], scores: list[float], threshold: float) -> list[bool]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "langid" / "sentences"))
+    ap.add_argument("--data", default=str(SHARED / "langid" / "sentences"))
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--sentences-per-doc", type=int, default=10)
     ap.add_argument("--json", help="also write the figures here")

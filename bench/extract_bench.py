@@ -29,12 +29,15 @@ sys.path.insert(0, str(ROOT))
 import trafilatura  # noqa: E402
 
 from bench.pages import fetched_dataset, real_pages  # noqa: E402
-from pipeline.dataset import shard_name  # noqa: E402
-from pipeline.extract import ExtractConfig, Extractor, extract_shard  # noqa: E402
-from pipeline.langid import LanguageScorer, token_counts  # noqa: E402
-from pipeline.resources import fasttext_model_path  # noqa: E402
-from pipeline.stage import ShardTask  # noqa: E402
-from pipeline.warc import iter_responses  # noqa: E402
+from pipeline.core.dataset import shard_name  # noqa: E402
+from pipeline.core.stage import ShardTask  # noqa: E402
+from pipeline.stages.extract import ExtractConfig, Extractor, extract_shard  # noqa: E402
+from pipeline.text.langid import (  # noqa: E402
+    LanguageScorer,
+    fasttext_model_path,  # noqa: E402
+    token_counts,
+)
+from pipeline.text.warc import iter_responses  # noqa: E402
 
 
 def ours(index: Path, out: Path) -> tuple[float, int]:

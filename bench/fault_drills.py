@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.pages import SHARED, fetched_dataset  # noqa: E402
-from pipeline.cli import run_stage, stage_parts  # noqa: E402
-from pipeline.dataset import Dataset, read_parquet  # noqa: E402
-from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.published import verify  # noqa: E402
-from pipeline.replay import html_benchmark_pages  # noqa: E402
-from pipeline.runner import LocalRunner  # noqa: E402
+from pipeline.chain import run_stage, stage_parts  # noqa: E402
+from pipeline.core.dataset import Dataset, read_parquet  # noqa: E402
+from pipeline.core.errors import PipelineError  # noqa: E402
+from pipeline.core.runner import LocalRunner  # noqa: E402
+from pipeline.corpus.published import verify  # noqa: E402
+from pipeline.web.replay import html_benchmark_pages  # noqa: E402
 
 CHAIN = ["extract", "filter", "dedup", "tokenize"]
 WORKER_FAULTS = {
@@ -54,8 +54,8 @@ DAMAGE = ["truncated", "bit_flipped", "missing", "replaced", "manifest_edited"]
 
 ONE_STAGE_ON_RAY = """
 import json, sys
-from pipeline.cli import run_stage, stage_parts
-from pipeline.runner import RayRunner
+from pipeline.chain import run_stage, stage_parts
+from pipeline.core.runner import RayRunner
 name, cfg, result = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 m = run_stage(name, stage_parts(name)[1](**cfg), RayRunner(num_cpus=2))
 open(result, "w").write(json.dumps({"fingerprint": m["output_fingerprint"], "resumed": m.get("resumed_shards", 0)}))

@@ -29,13 +29,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.dataset import shard_name, write_parquet  # noqa: E402
-from pipeline.fetch import FetchConfig, fetch_shard  # noqa: E402
-from pipeline.harvest import links_table  # noqa: E402
-from pipeline.replay import html_benchmark_pages  # noqa: E402
-from pipeline.stage import ShardTask  # noqa: E402
+from shared_data import SHARED  # noqa: E402  ($OWT_SHARED_DATA, else ../shared/data)
 
-SHARED = ROOT.parent / "shared" / "data"
+from pipeline.core.dataset import shard_name, write_parquet  # noqa: E402
+from pipeline.core.stage import ShardTask  # noqa: E402
+from pipeline.stages.fetch import FetchConfig, fetch_shard  # noqa: E402
+from pipeline.stages.harvest import links_table  # noqa: E402
+from pipeline.web.replay import html_benchmark_pages  # noqa: E402
 
 
 def serve(port_file: Path, delay_s: float) -> None:
@@ -94,7 +94,7 @@ def _fetch_one(args: tuple[str, str, int, str, int]) -> tuple[int, float]:
 
 
 def _ready(_: int) -> None:
-    import pipeline.fetch  # noqa: F401
+    import pipeline.stages.fetch  # noqa: F401
 
 
 def ours(urls: list[str], proxy: str, threads: int, work: Path, tasks: int, level: int) -> tuple[float, float, int]:

@@ -25,14 +25,14 @@ import zstandard
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reddit_sample import write_dump  # noqa: E402
 
-from pipeline.dumps import DumpReader  # noqa: E402
-from pipeline.harvest import (  # noqa: E402
+from pipeline.stages.harvest import (  # noqa: E402
     HarvestConfig,
     SubmissionDecoder,
     SubmissionRules,
     harvest_lines,
     map_table,
 )
+from pipeline.text.dumps import DumpReader  # noqa: E402
 
 
 def _decode_every_line(path: Path, decode) -> int:

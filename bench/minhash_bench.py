@@ -19,14 +19,12 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from datasketch import MinHash
+from shared_data import SHARED  # noqa: E402  ($OWT_SHARED_DATA, else ../shared/data)
 
-from pipeline.minhash import SCHEME, MinHasher, shingle_hash, shingles
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from pipeline.text.minhash import SCHEME, MinHasher, shingle_hash, shingles
 
 
 def documents(n: int, words: int = 2000) -> list[str]:

@@ -9,14 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+from e2e import handbook_pages, python_doc_pages
+from shared_data import SHARED  # noqa: E402  ($OWT_SHARED_DATA, else ../shared/data)
 
-from pipeline.dataset import file_entry, shard_name, write_json, write_parquet
-from pipeline.e2e import handbook_pages, python_doc_pages
-from pipeline.harvest import links_table
-from pipeline.replay import html_benchmark_pages
-from pipeline.warc import write_pages_warc
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from pipeline.core.dataset import file_entry, shard_name, write_json, write_parquet
+from pipeline.stages.harvest import links_table
+from pipeline.text.warc import write_pages_warc
+from pipeline.web.replay import html_benchmark_pages
 
 
 def web_corpus_pages(python_pages: int, shared: Path = SHARED) -> list[tuple[str, bytes]]:

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.pages import fetched_dataset, real_pages  # noqa: E402
-from pipeline.cluster import cluster_down, cluster_up  # noqa: E402
-from pipeline.dataset import read_json  # noqa: E402
+from pipeline.core.dataset import read_json  # noqa: E402
+from pipeline.ops.cluster import cluster_down, cluster_up  # noqa: E402
 
 
 def run_extract(address: str, fetched: Path, out: Path) -> dict:

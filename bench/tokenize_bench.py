@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+from shared_data import SHARED  # noqa: E402  ($OWT_SHARED_DATA, else ../shared/data)
 
-from pipeline.dataset import file_entry, write_json, write_parquet
-from pipeline.resources import tokenizer
-from pipeline.runner import LocalRunner
-from pipeline.tokenize import TokenizeConfig
-from pipeline.tokenize import run as tokenize_run
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from pipeline.core.dataset import file_entry, write_json, write_parquet
+from pipeline.core.runner import LocalRunner
+from pipeline.stages.tokenize import TokenizeConfig
+from pipeline.stages.tokenize import run as tokenize_run
+from pipeline.text.vocab import tokenizer
 
 
 def main() -> int:

@@ -8,19 +8,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.dataset import Dataset
-from pipeline.errors import PipelineError
-from pipeline.resources import tokenizer as tokenizer_of
-from pipeline.stage import check_file
-from pipeline.token_format import check_metadata, mmap_tokens, read_metadata
+from pipeline.core.dataset import Dataset
+from pipeline.core.errors import PipelineError
+from pipeline.core.stage import check_file
+from pipeline.text.token_format import check_metadata, mmap_tokens, read_metadata
+from pipeline.text.vocab import tokenizer as tokenizer_of
 
 
 def token_files(data: str | Path, split: str) -> list[tuple[Path, dict[str, Any]]]:
     """A split's token shards with their recorded entries (sha256, bytes), from a `tokenize` output directory or a
-    local corpus manifest (see pipeline/published.py: `download` makes a remote corpus local)."""
+    local corpus manifest (see pipeline/corpus/published.py: `download` makes a remote corpus local)."""
     p = Path(data)
     if p.suffix == ".json" or (p / "manifest.json").is_file():
-        from pipeline.published import token_files as from_manifest
+        from pipeline.corpus.published import token_files as from_manifest
 
         return from_manifest(p, split)
     return Dataset(p).shard_entries(".arrow", subdir=split)

@@ -23,8 +23,8 @@ import torch
 
 from model.data import TokenData
 from model.gpt import GPT, GPTConfig
-from pipeline.errors import PipelineError
-from pipeline.resources import tokenizer
+from pipeline.core.errors import PipelineError
+from pipeline.text.vocab import tokenizer
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, dict[str, Any]]:
@@ -51,7 +51,7 @@ def split_loss(
 ) -> dict[str, Any]:
     """Mean next-token loss over the split read once in order (every window of block_size tokens). The shards are
     re-hashed and checked against the model's tokenizer (name and vocabulary hash) first."""
-    from pipeline.resources import vocab_sha256
+    from pipeline.text.vocab import vocab_sha256
 
     device = next(model.parameters()).device.type
     d = TokenData(data, split, tokenizer_name, vocab_sha256(tokenizer_name))

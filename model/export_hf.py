@@ -21,7 +21,7 @@ import torch
 
 from model.gpt import GPT2_VOCAB
 from model.train import read_checkpoint, strip_wrappers
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
@@ -143,7 +143,7 @@ def write_tokenizer(out: Path, encoding: str, block_size: int) -> str | None:
     """GPT-2's tokenizer files from tiktoken's cache; returns why not if they cannot be made offline."""
     if encoding not in GPT2_ENCODINGS:
         return f"the checkpoint was trained with tokenizer {encoding!r}, not GPT-2's"
-    from pipeline.resources import tokenizer
+    from pipeline.text.vocab import tokenizer
 
     try:
         enc = tokenizer(encoding)  # fills tiktoken's cache where it can download

@@ -26,10 +26,10 @@ from pydantic import Field
 
 from model.data import TokenData
 from model.gpt import GPT, PRESETS, GPTConfig, padded_vocab
-from pipeline.config import StageConfig, load_config
-from pipeline.dataset import atomic_path, write_json
-from pipeline.errors import PipelineError
-from pipeline.faults import fault_point
+from pipeline.core.config import StageConfig, load_config
+from pipeline.core.dataset import atomic_path, write_json
+from pipeline.core.errors import PipelineError
+from pipeline.core.faults import fault_point
 
 
 class TrainConfig(StageConfig):
@@ -336,7 +336,7 @@ def train_loop(config: dict[str, Any]) -> None:
             checkpoint(done, rec)
 
     if rank == 0 and last == cfg.max_steps:
-        from pipeline.resources import tokenizer
+        from pipeline.text.vocab import tokenizer
 
         enc = tokenizer(cfg.tokenizer)
         prompt = torch.tensor([enc.encode_ordinary(cfg.sample_prompt)], dtype=torch.long, device=device)
@@ -403,7 +403,7 @@ def plot_losses(out_dir: Path) -> Path | None:
 def local_data(data: str) -> str:
     """A corpus URI (s3://.../manifest.json) is downloaded, verified, once; local paths are made absolute."""
     if "://" in data and not data.startswith("file://"):
-        from pipeline.published import download
+        from pipeline.corpus.published import download
 
         return str(download(data, Path("runs/corpora")).resolve())
     return str(Path(data.removeprefix("file://")).resolve())
@@ -420,7 +420,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         if summary.get("config_fingerprint") == cfg.fingerprint():
             return summary | {"reused": True}
         raise PipelineError(f"{out} holds a finished run with another config; choose another out_dir")
-    from pipeline.resources import vocab_sha256
+    from pipeline.text.vocab import vocab_sha256
 
     config = cfg.resolved() | {"_vocab_sha256": vocab_sha256(cfg.tokenizer)}
     if cfg.mode == "local":
@@ -443,7 +443,7 @@ def fit_with_ray(cfg: TrainConfig, config: dict[str, Any]) -> None:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipeline.runner import RayRunner
+    from pipeline.core.runner import RayRunner
 
     RayRunner()  # joins $RAY_ADDRESS or starts embedded Ray, forwarding the env the workers need
     trainer = TorchTrainer(

@@ -6,40 +6,32 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any
 
-from pipeline.config import StageConfig, load_config
-from pipeline.errors import PipelineError
+from pipeline.chain import RAYLESS, STAGES, run_stage, stage_parts
+from pipeline.core.config import load_config
+from pipeline.core.errors import PipelineError
 
-# stage name -> (module, config class name). Adding a stage: a module with a Config and run(), then a line here.
-STAGES: dict[str, tuple[str, str]] = {
-    "harvest": ("pipeline.harvest", "HarvestConfig"),
-    "fetch": ("pipeline.fetch", "FetchConfig"),
-    "extract": ("pipeline.extract", "ExtractConfig"),
-    "filter": ("pipeline.filter", "FilterConfig"),
-    "dedup": ("pipeline.dedup", "DedupConfig"),
-    "tokenize": ("pipeline.tokenize", "TokenizeConfig"),
-    "manifest": ("pipeline.manifest", "ManifestConfig"),
-}
-RAYLESS = {"manifest"}
 # Commands with their own argument parser: name -> (module, main function, help).
 TOOLS: dict[str, tuple[str, str, str]] = {
-    "replay": ("pipeline.replay", "main", "serve WARC files on loopback, as an HTTP proxy for fetch"),
-    "harvest-report": ("pipeline.harvest_report", "main", "compare harvest's domains with WebText's top-1000 domains"),
-    "reddit-api": ("pipeline.reddit_api", "main", "fetch subreddit listings from the live Reddit API as dump files"),
-    "whereis": ("pipeline.whereis", "main", "a token position -> its document, URL and Reddit submissions"),
-    "verify": ("pipeline.published", "main_verify", "re-hash a corpus against its manifest (missing, corrupt, extra)"),
-    "publish": ("pipeline.published", "main_publish", "copy a corpus and its manifest to s3://, gs:// or file://"),
-    "download": ("pipeline.published", "main_download", "a verified local copy of a published corpus"),
-    "contamination": ("pipeline.contamination", "main", "8-gram overlap of evaluation texts with the corpus"),
-    "cluster": ("pipeline.cluster", "main_cluster", "start, inspect or stop a local multi-node Ray cluster"),
-    "submit": ("pipeline.cluster", "main_submit", "run stages (or train) on a Ray cluster as Ray jobs, in order"),
+    "replay": ("pipeline.web.replay", "main", "serve WARC files on loopback, as an HTTP proxy for fetch"),
+    "harvest-report": (
+        "pipeline.ops.harvest_report",
+        "main",
+        "compare harvest's domains with WebText's top-1000 domains",
+    ),
+    "reddit-api": ("pipeline.web.reddit_api", "main", "fetch subreddit listings from the live Reddit API as dumps"),
+    "whereis": ("pipeline.corpus.whereis", "main", "a token position -> its document, URL and Reddit submissions"),
+    "verify": ("pipeline.corpus.published", "main_verify", "re-hash a corpus against its manifest (missing, corrupt)"),
+    "publish": (
+        "pipeline.corpus.published",
+        "main_publish",
+        "copy a corpus and its manifest to s3://, gs:// or file://",
+    ),
+    "download": ("pipeline.corpus.published", "main_download", "a verified local copy of a published corpus"),
+    "contamination": ("pipeline.corpus.contamination", "main", "8-gram overlap of evaluation texts with the corpus"),
+    "cluster": ("pipeline.ops.cluster", "main_cluster", "start, inspect or stop a local multi-node Ray cluster"),
+    "submit": ("pipeline.ops.cluster", "main_submit", "run stages (or train) on a Ray cluster as Ray jobs, in order"),
 }
-
-
-def stage_parts(name: str) -> tuple[Any, type[StageConfig]]:
-    module = importlib.import_module(STAGES[name][0])
-    return module, getattr(module, STAGES[name][1])
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -90,21 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def run_stage(name: str, cfg: StageConfig, runner, overwrite: bool = False) -> dict[str, Any]:
-    from pipeline.stage import summary_line
-
-    module, _ = stage_parts(name)
-    result = module.run(cfg, runner, overwrite=overwrite)
-    if result.get("reused"):
-        where = result.get("path") or cfg.output  # type: ignore[attr-defined]
-        print(
-            f"{name}: reusing {where} (finished {result.get('finished', result.get('created'))}, same config and input)"
-        )
-    elif name != "manifest":
-        print(summary_line(result))
-    return result
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -113,19 +90,19 @@ def main(argv: list[str] | None = None) -> int:
             return getattr(importlib.import_module(module), fn)(argv[1:])
         args = build_parser().parse_args(argv)
         if args.command == "world":
-            from pipeline.demo_world import generate
+            from pipeline.ops.demo_world import generate
 
             print(generate(args.out, articles=args.articles, seed=args.seed))
             return 0
         if args.command == "demo":
-            from pipeline.demo import run_demo
+            from pipeline.ops.demo import run_demo
 
             return run_demo(args)
         _, cls = stage_parts(args.command)
         cfg = load_config(cls, args.command, args.config, args.overrides)
         runner = None
         if args.command not in RAYLESS:
-            from pipeline.runner import make_runner
+            from pipeline.core.runner import make_runner
 
             runner = make_runner(args.runner, args.address)
         try:
@@ -134,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             if runner is not None:
                 runner.close()
         if args.command == "manifest":
-            from pipeline.manifest import format_funnel
+            from pipeline.stages.manifest import format_funnel
 
             print(f"manifest: {result['path']}")
             print(format_funnel(result))

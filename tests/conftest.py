@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+from shared_data import SHARED  # noqa: E402  ($OWT_SHARED_DATA, else ../shared/data)
 
 # tiktoken cannot download GPT-2's files here; the Makefile sets this too, this covers a bare `pytest`.
 if not os.environ.get("TIKTOKEN_CACHE_DIR") and (SHARED / "gpt2" / "tiktoken-cache").is_dir():
@@ -33,7 +33,7 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def ray_runner():
     """One embedded local Ray for the whole session (starting Ray costs seconds)."""
-    from pipeline.runner import RayRunner
+    from pipeline.core.runner import RayRunner
 
     runner = RayRunner(num_cpus=2)
     yield runner
@@ -42,7 +42,7 @@ def ray_runner():
 
 @pytest.fixture(scope="session")
 def demo_world(tmp_path_factory) -> Path:
-    from pipeline.demo_world import generate
+    from pipeline.ops.demo_world import generate
 
     out = tmp_path_factory.mktemp("world")
     generate(out, articles=60, seed=3)
@@ -51,7 +51,7 @@ def demo_world(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def replay(demo_world):
-    from pipeline.replay import ReplayServer, warc_files_in
+    from pipeline.web.replay import ReplayServer, warc_files_in
 
     with ReplayServer(warc_files_in([demo_world / "web"])) as url:
         yield url
@@ -60,7 +60,7 @@ def replay(demo_world):
 @pytest.fixture(scope="session")
 def finished_dataset():
     """Write tables as the shards of a finished dataset (as if `stage` had written them): parquet + _stage.json."""
-    from pipeline.dataset import file_entry, shard_name, write_json, write_parquet
+    from pipeline.core.dataset import file_entry, shard_name, write_json, write_parquet
 
     def make(path: Path, tables: list, stage: str = "dedup") -> Path:
         shards = []
@@ -83,10 +83,10 @@ def shakespeare_tokens(tmp_path_factory, shared, finished_dataset):
     """Tiny Shakespeare, cut into 'documents' and tokenized by the real tokenize stage."""
     import pyarrow as pa
 
-    from pipeline.runner import LocalRunner
-    from pipeline.tokenize import TokenizeConfig
-    from pipeline.tokenize import run as tokenize_run
-    from pipeline.urls import url_hash
+    from pipeline.core.runner import LocalRunner
+    from pipeline.stages.tokenize import TokenizeConfig
+    from pipeline.stages.tokenize import run as tokenize_run
+    from pipeline.text.urls import url_hash
 
     root = tmp_path_factory.mktemp("shakespeare")
     text = next((shared / "text").glob("*.txt")).read_text()
@@ -120,7 +120,7 @@ def s3():
 
     from moto.server import ThreadedMotoServer
 
-    from pipeline.storage import locate
+    from pipeline.core.storage import locate
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 

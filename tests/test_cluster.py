@@ -12,11 +12,11 @@ import psutil
 import pytest
 
 from bench.pages import fetched_dataset, real_pages
-from pipeline.cluster import cluster_down, cluster_processes, cluster_up, job_address, temp_base
-from pipeline.dataset import Dataset, read_json
-from pipeline.errors import PipelineError
-from pipeline.extract import ExtractConfig
-from pipeline.extract import run as extract_run
+from pipeline.core.dataset import Dataset, read_json
+from pipeline.core.errors import PipelineError
+from pipeline.ops.cluster import cluster_down, cluster_processes, cluster_up, job_address, temp_base
+from pipeline.stages.extract import ExtractConfig
+from pipeline.stages.extract import run as extract_run
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

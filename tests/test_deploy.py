@@ -6,8 +6,8 @@ from pathlib import Path
 import yaml
 
 from model.train import TrainConfig
-from pipeline.cli import STAGES, stage_parts
-from pipeline.config import load_config
+from pipeline.chain import STAGES, stage_parts
+from pipeline.core.config import load_config
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

@@ -1,13 +1,12 @@
 """The real end-to-end run, reduced for CI: a few dozen real pages of each source (html-benchmark, the Python docs,
 the Debian handbook in five of its languages, the real WARC captures) and the real June 2005 dump, through every
-stage on Ray and a few training steps, every figure checked against what the inputs imply (pipeline/e2e.py;
+stage on Ray and a few training steps, every figure checked against what the inputs imply (bench/e2e.py;
 `make e2e` is the full run)."""
 
 import json
 
 import pytest
-
-from pipeline.e2e import SMALL, format_report, run_e2e
+from e2e import SMALL, format_report, run_e2e
 
 KEY_CHECKS = [
     "harvest: drops by reason",

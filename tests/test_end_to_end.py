@@ -9,14 +9,15 @@ import pytest
 
 from model.train import TrainConfig
 from model.train import run as train_run
-from pipeline.cli import main, run_stage, stage_parts
-from pipeline.dataset import read_parquet
-from pipeline.errors import PipelineError
-from pipeline.manifest import SEMVER, format_funnel
-from pipeline.published import verify
-from pipeline.runner import LocalRunner
-from pipeline.tokenize import index_of
-from pipeline.whereis import REDDIT_KEYS, locate
+from pipeline.chain import run_stage, stage_parts
+from pipeline.cli import main
+from pipeline.core.dataset import read_parquet
+from pipeline.core.errors import PipelineError
+from pipeline.core.runner import LocalRunner
+from pipeline.corpus.published import verify
+from pipeline.corpus.whereis import REDDIT_KEYS, locate
+from pipeline.stages.manifest import SEMVER, format_funnel
+from pipeline.text.token_format import index_of
 
 STAGES = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
 

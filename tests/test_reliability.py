@@ -19,11 +19,12 @@ import pytest
 
 from bench.fault_drills import CHAIN, DAMAGE, configs, damage, doc_ids, drill_pages, run_child
 from bench.pages import fetched_dataset
-from pipeline.cli import main, run_stage, stage_parts
-from pipeline.dataset import Dataset
-from pipeline.errors import PipelineError
-from pipeline.published import verify
-from pipeline.runner import LocalRunner
+from pipeline.chain import run_stage, stage_parts
+from pipeline.cli import main
+from pipeline.core.dataset import Dataset
+from pipeline.core.errors import PipelineError
+from pipeline.core.runner import LocalRunner
+from pipeline.corpus.published import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,8 +42,8 @@ def uninterrupted(fetched, tmp_path_factory) -> dict:
 
 CHAIN_ON_RAY = """
 import json, sys
-from pipeline.cli import run_stage, stage_parts
-from pipeline.runner import RayRunner
+from pipeline.chain import run_stage, stage_parts
+from pipeline.core.runner import RayRunner
 cfgs = json.loads(open(sys.argv[1]).read())
 runner = RayRunner(num_cpus=2)
 out = {n: run_stage(n, stage_parts(n)[1](**c), runner)["output_fingerprint"] for n, c in cfgs.items()}

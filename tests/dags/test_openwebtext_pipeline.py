@@ -48,7 +48,7 @@ def test_dag_imports_and_chains_the_stages(airflow_env):
 @pytest.mark.slow
 def test_dag_run_submits_every_stage_to_a_ray_head_and_publishes(airflow_env, demo_world, replay, tmp_path):
     """`airflow dags test` (dag.test()) with a real local Ray head: every stage a Ray job, the corpus published."""
-    from pipeline.cluster import cluster_down, cluster_up
+    from pipeline.ops.cluster import cluster_down, cluster_up
 
     airflow, env = airflow_env
     config = (ROOT / "pipeline" / "configs" / "demo.toml").read_text()

@@ -4,7 +4,7 @@ import torch
 
 from model.evaluate import lambada, load_model, main
 from model.gpt import GPT, GPT2_VOCAB, PRESETS, GPTConfig, padded_vocab
-from pipeline.resources import tokenizer
+from pipeline.text.vocab import tokenizer
 
 
 def checkpoint(tmp_path):
@@ -73,9 +73,9 @@ def test_split_loss_reads_the_whole_split_once(tmp_path, shared, finished_datase
 
     from model.data import TokenData
     from model.evaluate import split_loss
-    from pipeline.runner import LocalRunner
-    from pipeline.tokenize import TokenizeConfig
-    from pipeline.tokenize import run as tokenize_run
+    from pipeline.core.runner import LocalRunner
+    from pipeline.stages.tokenize import TokenizeConfig
+    from pipeline.stages.tokenize import run as tokenize_run
 
     pages = json.loads((shared / "html-benchmark" / "ground-truth.json").read_text())
     texts = [p["articleBody"] for p in pages.values()][:30]

@@ -12,7 +12,7 @@ from model import export_hf
 from model.export_hf import export, main, to_hf_state_dict
 from model.gpt import GPT, GPT2_VOCAB, GPTConfig, padded_vocab
 from model.train import TrainConfig, rank_state, save_checkpoint
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 transformers = pytest.importorskip("transformers")
 
@@ -102,7 +102,7 @@ def test_config_generation_config_and_card(exported):
 
 
 def test_tokenizer_matches_tiktoken(exported):
-    from pipeline.resources import tokenizer
+    from pipeline.text.vocab import tokenizer
 
     _, _, out = exported
     enc = tokenizer("gpt2")

@@ -6,7 +6,7 @@ import torch
 
 from model.data import TokenData
 from model.train import TrainConfig, lr_at, run
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 
 def cfg(tokens, out, **kw) -> TrainConfig:

@@ -1,11 +1,9 @@
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("transformers")
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
 import train_bench  # noqa: E402
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from model.train import TrainConfig, run
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 32

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.card import DOMAINS_PNG, FUNNEL_PNG, TOP_DOMAINS, human_bytes, size_category, write_card
+from pipeline.corpus.card import DOMAINS_PNG, FUNNEL_PNG, TOP_DOMAINS, human_bytes, size_category, write_card
 
 yaml = pytest.importorskip("yaml")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

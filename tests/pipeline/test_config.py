@@ -1,9 +1,9 @@
 import pytest
 
-from pipeline.config import load_config, parse_value
-from pipeline.errors import ConfigError
-from pipeline.filter import FilterConfig
-from pipeline.harvest import HarvestConfig
+from pipeline.core.config import load_config, parse_value
+from pipeline.core.errors import ConfigError
+from pipeline.stages.filter import FilterConfig
+from pipeline.stages.harvest import HarvestConfig
 
 
 def test_set_values_are_toml_literals():
@@ -43,7 +43,7 @@ def test_missing_required_key_and_missing_file(tmp_path):
 
 
 def test_fingerprint_ignores_transport_keys():
-    from pipeline.fetch import FetchConfig
+    from pipeline.stages.fetch import FetchConfig
 
     a = FetchConfig(input="i", output="o", proxy="http://127.0.0.1:1", threads=4)
     b = FetchConfig(input="i", output="o", proxy="http://127.0.0.1:2", threads=8)

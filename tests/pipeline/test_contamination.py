@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import minhash
-from pipeline.contamination import (
+from pipeline.core.errors import PipelineError
+from pipeline.corpus.contamination import (
     BloomFilter,
     batch_ngram_hashes,
     build_filter,
@@ -20,7 +20,7 @@ from pipeline.contamination import (
     ngram_hashes,
     read_eval_texts,
 )
-from pipeline.errors import PipelineError
+from pipeline.text import minhash
 
 N = 8
 FP = 1e-4

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.croissant import CONFORMS_TO, content_url, croissant, data_type, includes, write_croissant
-from pipeline.errors import PipelineError
-from pipeline.token_format import write_token_shard
+from pipeline.core.errors import PipelineError
+from pipeline.corpus.croissant import CONFORMS_TO, content_url, croissant, data_type, includes, write_croissant
+from pipeline.text.token_format import write_token_shard
 
 mlc = pytest.importorskip("mlcroissant")
 pytestmark = [

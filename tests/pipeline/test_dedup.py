@@ -5,8 +5,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.dataset import STAGE_FILE, file_entry, shard_name, write_json, write_parquet
-from pipeline.dedup import (
+from pipeline.core.dataset import STAGE_FILE, file_entry, shard_name, write_json, write_parquet
+from pipeline.core.runner import LocalRunner
+from pipeline.stages.dedup import (
     DedupConfig,
     SignatureStore,
     candidate_edges,
@@ -17,7 +18,6 @@ from pipeline.dedup import (
     verified,
     write_arrow,
 )
-from pipeline.runner import LocalRunner
 
 WORDS = (
     "river stone light market garden letter window winter summer bridge paper music table forest "

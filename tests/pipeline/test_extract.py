@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from pipeline.extract import ExtractConfig, ExtractionTimeout, Extractor, declared_language, time_limit
+from pipeline.stages.extract import ExtractConfig, ExtractionTimeout, Extractor, declared_language, time_limit
 
 
 def four_grams(text: str) -> Counter:
@@ -30,7 +30,7 @@ def test_extraction_quality_on_real_pages(shared):
 
 
 def test_boilerplate_removed_from_demo_pages(demo_world):
-    from pipeline.warc import iter_responses
+    from pipeline.text.warc import iter_responses
 
     ex = Extractor(ExtractConfig(input="i", output="o"))
     pages = [r for r in iter_responses(demo_world / "web" / "pages.warc.gz") if r.status == 200][:10]

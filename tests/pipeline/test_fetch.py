@@ -11,12 +11,12 @@ import pyarrow as pa
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.dataset import Dataset, read_parquet, shard_name, write_parquet
-from pipeline.fetch import FetchConfig, fetch_shard
-from pipeline.harvest import LINK_SCHEMA, links_table
-from pipeline.replay import ReplayServer, html_benchmark_pages, warc_files_in
-from pipeline.stage import ShardTask
-from pipeline.warc import iter_responses, read_response_at, write_pages_warc
+from pipeline.core.dataset import Dataset, read_parquet, shard_name, write_parquet
+from pipeline.core.stage import ShardTask
+from pipeline.stages.fetch import FetchConfig, fetch_shard
+from pipeline.stages.harvest import LINK_SCHEMA, links_table
+from pipeline.text.warc import iter_responses, read_response_at, write_pages_warc
+from pipeline.web.replay import ReplayServer, html_benchmark_pages, warc_files_in
 
 
 def links_shard(tmp_path: Path, urls: list[str]) -> Path:
@@ -406,7 +406,7 @@ def test_a_killed_task_resumes_from_its_committed_segments(tmp_path, fault_site)
     cfg = FetchConfig(input=str(p.parent), output=str(out), segment_urls=3, **LOOPBACK)
     task = ShardTask(shard_name(0), [str(p)], str(out), cfg, {"input_fingerprint": "v1"})
     # A first run that dies after two committed segments (6 URLs), with a half-written third WARC file left over.
-    from pipeline import fetch as fetch_module
+    from pipeline.stages import fetch as fetch_module
 
     real_commit = fetch_module.Segments.commit
     calls = []

@@ -4,9 +4,9 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.extract import CARRIED
-from pipeline.filter import FilterConfig, filter_table, is_wikimedia, is_wikipedia
-from pipeline.langid import LanguageScorer, token_counts
+from pipeline.stages.extract import CARRIED
+from pipeline.stages.filter import FilterConfig, filter_table, is_wikimedia, is_wikipedia
+from pipeline.text.langid import LanguageScorer, token_counts
 
 
 def docs(rows):
@@ -93,9 +93,9 @@ def test_quality_rules_are_off_by_default_and_name_their_reason(shared):
 
 
 def test_rejected_documents_kept_with_their_reasons(tmp_path, shared):
-    from pipeline.dataset import write_parquet
-    from pipeline.filter import filter_shard
-    from pipeline.stage import ShardTask
+    from pipeline.core.dataset import write_parquet
+    from pipeline.core.stage import ShardTask
+    from pipeline.stages.filter import filter_shard
 
     table = docs([{"text": sentences(shared, "en", 12)}, {"text": sentences(shared, "de", 12)}])
     src = tmp_path / "docs" / "part-00000.parquet"

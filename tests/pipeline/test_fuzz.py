@@ -31,11 +31,11 @@ import simdjson
 import zstandard
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from shared_data import SHARED  # noqa: E402  ($OWT_SHARED_DATA, else ../shared/data)
 
-from pipeline.dumps import DumpReader
-from pipeline.errors import PipelineError
-from pipeline.extract import ExtractConfig, Extraction, Extractor
-from pipeline.harvest import (
+from pipeline.core.errors import PipelineError
+from pipeline.stages.extract import ExtractConfig, Extraction, Extractor
+from pipeline.stages.harvest import (
     DECODE_ERRORS,
     HarvestConfig,
     Submission,
@@ -46,10 +46,9 @@ from pipeline.harvest import (
     parse_created,
     parse_slowly,
 )
-from pipeline.urls import host_of, normalize_url, url_hash
-from pipeline.warc import WarcShardWriter, iter_responses, read_response_at
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+from pipeline.text.dumps import DumpReader
+from pipeline.text.urls import host_of, normalize_url, url_hash
+from pipeline.text.warc import WarcShardWriter, iter_responses, read_response_at
 
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 settings.register_profile(

@@ -3,17 +3,17 @@ import gzip
 import json
 import lzma
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
+import reddit_sample  # noqa: E402
 import zstandard
 
-from pipeline.dumps import DumpReader
-from pipeline.errors import PipelineError
-from pipeline.harvest import (
+from pipeline.core.errors import PipelineError
+from pipeline.core.runner import LocalRunner
+from pipeline.stages.harvest import (
     DECODE_ERRORS,
     HarvestConfig,
     Submission,
@@ -24,11 +24,8 @@ from pipeline.harvest import (
     read_links,
     run,
 )
-from pipeline.runner import LocalRunner
-from pipeline.urls import normalize_url
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import reddit_sample  # noqa: E402
+from pipeline.text.dumps import DumpReader
+from pipeline.text.urls import normalize_url
 
 BASE = {
     "id": "a1",
@@ -249,7 +246,7 @@ def test_missing_input_is_a_clear_error(tmp_path):
 
 
 def test_domain_report_against_webtext(tmp_path, shared):
-    from pipeline.harvest_report import compare_domains, read_webtext
+    from pipeline.ops.harvest_report import compare_domains, read_webtext
 
     m = run(HarvestConfig(input=[str(shared / "reddit")], output=str(tmp_path / "links")), LocalRunner())
     webtext = read_webtext(shared / "webtext-domains" / "domains.txt")

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.minhash import MinHasher, nfkc, shingle_hashes, shingles, text_key, word_hashes
+from pipeline.text.minhash import MinHasher, nfkc, shingle_hashes, shingles, text_key, word_hashes
 
 # Letters, digits, punctuation, spaces and newlines, combining marks, compatibility characters (ligatures,
 # fractions, full-width, no-break space), scripts without case and with special case rules.

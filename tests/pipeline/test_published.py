@@ -10,16 +10,16 @@ import pytest
 
 from model.data import TokenData
 from pipeline.cli import main
-from pipeline.dataset import read_json
-from pipeline.errors import PipelineError
-from pipeline.manifest import ManifestConfig
-from pipeline.manifest import run as manifest_run
-from pipeline.published import download, open_manifest, publish, verify
-from pipeline.runner import LocalRunner
-from pipeline.token_format import mmap_tokens
-from pipeline.tokenize import TokenizeConfig
-from pipeline.tokenize import run as tokenize_run
-from pipeline.urls import url_hash
+from pipeline.core.dataset import read_json
+from pipeline.core.errors import PipelineError
+from pipeline.core.runner import LocalRunner
+from pipeline.corpus.published import download, open_manifest, publish, verify
+from pipeline.stages.manifest import ManifestConfig
+from pipeline.stages.manifest import run as manifest_run
+from pipeline.stages.tokenize import TokenizeConfig
+from pipeline.stages.tokenize import run as tokenize_run
+from pipeline.text.token_format import mmap_tokens
+from pipeline.text.urls import url_hash
 
 
 @pytest.fixture()

@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.harvest import HarvestConfig, read_links, run
-from pipeline.reddit_api import RedditAPIConfig, RedditClient, harvest_to_files
-from pipeline.runner import LocalRunner
+from pipeline.core.errors import PipelineError
+from pipeline.core.runner import LocalRunner
+from pipeline.stages.harvest import HarvestConfig, read_links, run
+from pipeline.web.reddit_api import RedditAPIConfig, RedditClient, harvest_to_files
 
 PAGES = 3
 

@@ -11,16 +11,16 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.dataset import STAGE_FILE, Dataset, file_entry, shard_name, write_json, write_parquet
-from pipeline.errors import PipelineError
-from pipeline.filter import FilterConfig
-from pipeline.filter import run as filter_run
-from pipeline.langid import LanguageScorer, token_counts
-from pipeline.runner import LocalRunner
-from pipeline.stage import StageRun
-from pipeline.tokenize import TokenizeConfig
-from pipeline.tokenize import run as tokenize_run
-from pipeline.urls import url_hash
+from pipeline.core.dataset import STAGE_FILE, Dataset, file_entry, shard_name, write_json, write_parquet
+from pipeline.core.errors import PipelineError
+from pipeline.core.runner import LocalRunner
+from pipeline.core.stage import StageRun
+from pipeline.stages.filter import FilterConfig
+from pipeline.stages.filter import run as filter_run
+from pipeline.stages.tokenize import TokenizeConfig
+from pipeline.stages.tokenize import run as tokenize_run
+from pipeline.text.langid import LanguageScorer, token_counts
+from pipeline.text.urls import url_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 

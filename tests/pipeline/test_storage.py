@@ -7,12 +7,12 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline import storage
-from pipeline.cli import run_stage, stage_parts
-from pipeline.dataset import Dataset, read_json, read_parquet
-from pipeline.errors import PipelineError
-from pipeline.published import verify
-from pipeline.runner import LocalRunner
+from pipeline.chain import run_stage, stage_parts
+from pipeline.core import storage
+from pipeline.core.dataset import Dataset, read_json, read_parquet
+from pipeline.core.errors import PipelineError
+from pipeline.core.runner import LocalRunner
+from pipeline.corpus.published import verify
 
 CHAIN = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize"]
 OUT = {"harvest": "links", "fetch": "fetched", "extract": "docs", "filter": "filtered", "dedup": "deduped"}
@@ -130,7 +130,7 @@ def test_every_stage_reads_and_writes_s3_on_ray(tmp_path, demo_world, replay, ra
 def test_a_killed_remote_stage_resumes_and_an_incomplete_one_is_refused(tmp_path, finished_dataset, s3, monkeypatch):
     import pyarrow as pa
 
-    from pipeline.filter import FilterConfig
+    from pipeline.stages.filter import FilterConfig
 
     base, bucket = s3
     monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "staging"))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import stage_parts
-from pipeline.cluster import entrypoint, job_address, job_client, submit
-from pipeline.config import load_config
-from pipeline.errors import PipelineError
+from pipeline.chain import stage_parts
+from pipeline.core.config import load_config
+from pipeline.core.errors import PipelineError
+from pipeline.ops.cluster import entrypoint, job_address, job_client, submit
 
 
 def sets_of(command: str) -> list[str]:

@@ -4,14 +4,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.dataset import Dataset, read_parquet
-from pipeline.errors import PipelineError
-from pipeline.resources import tokenizer, vocab_sha256
-from pipeline.runner import LocalRunner
-from pipeline.token_format import check_metadata, mmap_tokens, read_metadata
-from pipeline.tokenize import TokenizeConfig, index_of, layout, split_of
-from pipeline.tokenize import run as tokenize_run
-from pipeline.urls import url_hash
+from pipeline.core.dataset import Dataset, read_parquet
+from pipeline.core.errors import PipelineError
+from pipeline.core.runner import LocalRunner
+from pipeline.stages.tokenize import TokenizeConfig, layout, split_of
+from pipeline.stages.tokenize import run as tokenize_run
+from pipeline.text.token_format import check_metadata, index_of, mmap_tokens, read_metadata
+from pipeline.text.urls import url_hash
+from pipeline.text.vocab import tokenizer, vocab_sha256
 
 
 def test_vocabulary_is_gpt2():
@@ -170,7 +170,7 @@ def test_documents_open_in_datasets_pandas_and_duckdb(tokenized):
 
 
 def test_resumes_after_a_crash_while_packing(tmp_path, shared, finished_dataset, monkeypatch):
-    import pipeline.tokenize as tok
+    import pipeline.stages.tokenize as tok
 
     src = finished_dataset(tmp_path / "deduped", corpus(shared))
     clean = tokenize_run(

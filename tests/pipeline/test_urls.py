@@ -1,7 +1,7 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.urls import host_of, normalize_by_parsing, normalize_url, split_plain, url_hash
+from pipeline.text.urls import host_of, normalize_by_parsing, normalize_url, split_plain, url_hash
 
 
 def test_normalization_collapses_variants():

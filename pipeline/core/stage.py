@@ -1,0 +1,274 @@
+"""The lifecycle every stage shares: reuse or resume the output directory, map shards, write the stage manifest."""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import json
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline.core import storage
+from pipeline.core.config import StageConfig
+from pipeline.core.dataset import RUN_FILE, Dataset, code_version, file_entry, read_json, sha256_file, write_json
+from pipeline.core.errors import PipelineError
+from pipeline.core.faults import fault_point
+from pipeline.core.runner import Runner
+
+
+@dataclass
+class ShardTask:
+    name: str  # output shard name, e.g. "part-00003"
+    inputs: list[str]  # input files (absolute paths)
+    output: str  # the output dataset directory
+    config: Any  # the stage's config (picklable pydantic model)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def finish_shard(
+    task: ShardTask,
+    files: Sequence[Path],
+    rows_in: int,
+    rows_out: int,
+    drops: Counter | dict[str, int] | None = None,
+    extra: dict[str, Any] | None = None,
+    records_dir: str = "",
+) -> dict[str, Any]:
+    """Hash the shard's files and write its completion record, last, so a killed task leaves no record."""
+    ds = Dataset(task.output)
+    fault_point(f"shard.{records_dir + '/' if records_dir else ''}{task.name}.record")  # files written, no record
+    record = {
+        "name": task.name,
+        "input_fingerprint": task.extra.get("input_fingerprint"),
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "drops": dict(sorted((drops or {}).items())),
+        "files": [file_entry(storage.pull(p), ds.path) for p in files],  # pulled: a segment may come from another node
+        # where it ran: which machine, which Ray node (set by the Ray runner; absent in-process)
+        "worker": {"host": socket.gethostname(), "node": os.environ.get("OWT_NODE_ID"), "task_s": _task_seconds()},
+        **(extra or {}),
+    }
+    ds.write_record(f"{records_dir}/{task.name}" if records_dir else task.name, record)
+    return record
+
+
+def check_inputs(task: ShardTask) -> None:
+    """Re-hash the input files a task is about to read against the sha256 their stage recorded
+    (`task.extra["verify"]`: path -> (sha256, bytes)). A shard truncated, bit-flipped or replaced since its stage
+    finished is refused with its name, instead of being read into output that looks complete. Costs one extra
+    read of the inputs (~1 GB/s), small next to any stage's own work."""
+    for path, (sha, size) in task.extra.get("verify", {}).items():
+        check_file(path, sha, size)
+
+
+def check_file(path: str | Path, sha: str, size: int, hint: str = "rerun the stage that wrote it") -> None:
+    """One input file against its recorded sha256 and size (pulled first when it lies on object storage)."""
+    local = storage.pull(path)
+    shown = storage.uri_of(path)
+    if not local.is_file():
+        raise PipelineError(f"input {shown}: missing (listed by its stage's manifest); {hint}")
+    got_size = local.stat().st_size
+    if got_size != size:
+        raise PipelineError(
+            f"input {shown}: {got_size:,} bytes, its stage recorded {size:,} (truncated or replaced); {hint}"
+        )
+    got = sha256_file(local)
+    if got != sha:
+        raise PipelineError(
+            f"input {shown}: sha256 {got[:16]}... differs from the recorded {sha[:16]}... (corrupt or changed "
+            f"since its stage wrote it); {hint}"
+        )
+
+
+def verified(fn: Callable[[ShardTask], dict[str, Any]]) -> Callable[[ShardTask], dict[str, Any]]:
+    """`fn`, after `check_inputs`."""
+
+    @functools.wraps(fn)
+    def run(task: ShardTask) -> dict[str, Any]:
+        check_inputs(task)
+        return fn(task)
+
+    return run
+
+
+def verify_entries(root: Path, files: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
+    """`task.extra["verify"]` for some files of a finished dataset's completion records."""
+    return {str(root / f["path"]): (f["sha256"], f["bytes"]) for f in files}
+
+
+def _task_seconds() -> float | None:
+    started = os.environ.get("OWT_TASK_STARTED")
+    return round(time.time() - float(started), 3) if started else None
+
+
+def combined_fingerprint(parts: list[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+class StageRun:
+    """One run of one stage into one output directory.
+
+    Reuse: if the directory already holds a finished run with the same config fingerprint and input
+    fingerprints, nothing runs (`reused` is True). Resume: a run with the same config skips every shard whose
+    completion record names the same input fingerprint as its task now (`extra["input_fingerprint"]`), so after
+    an input changed only the affected shards are redone. A different config is refused unless `overwrite`.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        config: StageConfig,
+        output: str | Path,
+        inputs: dict[str, str],
+        runner: Runner,
+        overwrite: bool = False,
+    ):
+        self.stage = stage
+        self.config = config
+        self.out = Dataset(output)
+        self.inputs = inputs
+        self.runner = runner
+        self.identity = {"stage": stage, "config": config.fingerprint(), "inputs": inputs}
+        self.started = time.time()
+        self.resumed_shards = 0
+        self.reused = False
+        self._open(overwrite)
+
+    def _open(self, overwrite: bool) -> None:
+        run_file = self.out.path / RUN_FILE
+        if storage.is_file(run_file):
+            previous = read_json(run_file)
+            same = previous.get("identity") == self.identity
+            if same and self.out.is_complete():
+                self.reused = True
+                return
+            same_config = {k: v for k, v in previous.get("identity", {}).items() if k != "inputs"} == {
+                k: v for k, v in self.identity.items() if k != "inputs"
+            }
+            if same_config and not same:
+                # The input changed: shards whose own input is unchanged stay, the others are redone.
+                storage.unlink(self.out.stage_file)
+            elif not same:
+                if not overwrite:
+                    raise PipelineError(
+                        f"output {self.out.uri} holds a {previous.get('identity', {}).get('stage', '?')} run with "
+                        "a different config or input; choose another output or pass --overwrite"
+                    )
+                self.out.reset()
+        elif storage.has_files(self.out.path):
+            if not overwrite:
+                raise PipelineError(
+                    f"output {self.out.uri} exists and was not written by this pipeline; "
+                    "choose another output or pass --overwrite"
+                )
+            self.out.reset()
+        self.out.path.mkdir(parents=True, exist_ok=True)
+        # Leftovers of a killed run: temporary files are never complete, remove them.
+        for tmp in glob.glob(str(self.out.path / "**" / ".*.tmp-*"), recursive=True):
+            Path(tmp).unlink(missing_ok=True)
+        write_json(run_file, {"identity": self.identity, "config": self.config.resolved(), "started": now_iso()})
+
+    def map(
+        self,
+        fn: Callable[[ShardTask], dict[str, Any]],
+        tasks: Sequence[ShardTask],
+        desc: str,
+        records_dir: str = "",
+    ) -> list[dict[str, Any]]:
+        """Run `fn` over the tasks that have no completion record yet; return every record, in task order."""
+        records: dict[str, dict[str, Any]] = {}
+        todo = []
+        for t in tasks:
+            rec = self.out.done_record(f"{records_dir}/{t.name}" if records_dir else t.name)
+            if rec is not None and rec.get("input_fingerprint") == t.extra.get("input_fingerprint"):
+                records[t.name] = rec
+            else:
+                todo.append(t)
+        if records:
+            self.resumed_shards += len(records)
+            print(f"{self.stage}: {len(records)}/{len(tasks)} {desc} shards already done, resuming")
+        for t, rec in zip(todo, self.runner.map(verified(fn), todo, desc=f"{self.stage} {desc}")):
+            records[t.name] = rec
+        return [records[t.name] for t in tasks]
+
+    def finish(
+        self,
+        shards: list[dict[str, Any]],
+        rows_in: int | None = None,
+        drops: dict[str, int] | None = None,
+        extra: dict[str, Any] | None = None,
+        rows_out: int | None = None,
+    ) -> dict[str, Any]:
+        total_drops: Counter = Counter()
+        for s in shards:
+            total_drops.update(s.get("drops", {}))
+        if drops is not None:
+            total_drops = Counter(drops)
+        hashes = [(f["path"], f["sha256"]) for s in shards for f in s["files"]]
+        manifest = {
+            "stage": self.stage,
+            "code_version": code_version(),
+            "config": self.config.resolved(),
+            "config_fingerprint": self.identity["config"],
+            "inputs": self.inputs,
+            "rows_in": sum(s["rows_in"] for s in shards) if rows_in is None else rows_in,
+            "rows_out": sum(s["rows_out"] for s in shards) if rows_out is None else rows_out,
+            "drops": dict(sorted(total_drops.items())),
+            "shards": shards,
+            "output_fingerprint": hashlib.sha256(json.dumps(sorted(hashes)).encode()).hexdigest(),
+            "finished": now_iso(),
+            "wall_time_s": round(time.time() - self.started, 3),
+            "resumed_shards": self.resumed_shards,
+            **(extra or {}),
+        }
+        write_json(self.out.stage_file, manifest)
+        return manifest
+
+
+def run_shardwise(
+    stage: str,
+    cfg: Any,
+    fn: Callable[[ShardTask], dict[str, Any]],
+    runner: Runner,
+    overwrite: bool = False,
+    desc: str = "shards",
+    totals: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    also_verify: str | None = None,
+) -> dict[str, Any]:
+    """The common case: one task per input shard (its .parquet file), one output shard per task.
+    `totals` adds stage-level figures computed from the shard records to the stage manifest. Each task checks its
+    input shard's hash first, and those of the same input shard's files under `also_verify` (extract: `warc/`)."""
+    src = Dataset(cfg.input)
+    run_ = StageRun(stage, cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite)
+    if run_.reused:
+        return run_.out.manifest() | {"reused": True}
+    out = str(run_.out.path.resolve())
+    record_of = {src.path / f["path"]: s["files"] for s in src.manifest()["shards"] for f in s["files"]}
+    tasks = []
+    for p, entry in src.shard_entries(".parquet"):
+        files = [entry] + [f for f in record_of[p] if also_verify and f["path"].startswith(also_verify)]
+        extra = {"input_fingerprint": entry["sha256"], "verify": verify_entries(src.path, files)}
+        tasks.append(ShardTask(p.stem, [str(p.resolve())], out, cfg, extra))
+    shards = run_.map(fn, tasks, desc)
+    return run_.finish(shards, extra=totals(shards) if totals else None)
+
+
+def summary_line(manifest: dict[str, Any]) -> str:
+    drops = ", ".join(f"{k} {v:,}" for k, v in sorted(manifest["drops"].items(), key=lambda kv: -kv[1]))
+    return (
+        f"{manifest['stage']}: {manifest['rows_in']:,} in -> {manifest['rows_out']:,} out"
+        + (f" (dropped: {drops})" if drops else "")
+        + f" in {manifest['wall_time_s']:.1f}s"
+    )

@@ -1,0 +1,92 @@
+"""`python -m pipeline demo`: the demo world -> every stage on Ray -> a tiny GPT-2, offline, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.config import load_config, read_file_section
+from pipeline.core.errors import PipelineError
+from pipeline.ops.demo_world import generate
+from pipeline.web.replay import ReplayServer, warc_files_in
+
+PIPELINE = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
+DEFAULT_RUN_DIR = "runs/demo"
+
+
+def demo_config_path() -> Path:
+    return Path(str(resources.files("pipeline.configs").joinpath("demo.toml")))
+
+
+def _relocate(values: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """Point the demo config's runs/demo/... paths at another run directory."""
+
+    def move(v: Any) -> Any:
+        if isinstance(v, str) and v.startswith(DEFAULT_RUN_DIR):
+            return run_dir + v[len(DEFAULT_RUN_DIR) :]
+        if isinstance(v, list):
+            return [move(x) for x in v]
+        return v
+
+    return {k: move(v) for k, v in values.items()}
+
+
+def stage_config(name: str, cls, config_file: Path, run_dir: str, overrides: list[str]):
+    base = _relocate(read_file_section(config_file, name), run_dir)
+    mine = [o for o in overrides if o.startswith(f"{name}.")]
+    return load_config(cls, name, None, [o[len(name) + 1 :] for o in mine], base=base)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from model.train import TrainConfig, format_summary, plot_losses
+    from model.train import run as train_run
+    from pipeline.chain import run_stage, stage_parts
+    from pipeline.core.runner import make_runner
+    from pipeline.corpus.published import verify
+    from pipeline.stages.manifest import format_funnel
+
+    t0 = time.time()
+    config_file = Path(args.config) if args.config else demo_config_path()
+    run_dir = args.run_dir.rstrip("/")
+    bad = [o for o in args.overrides if o.split(".", 1)[0] not in PIPELINE + ["train"] or "." not in o]
+    if bad:
+        raise PipelineError(f"demo --set takes stage.key=value (e.g. filter.min_tokens=64), got {bad[0]!r}")
+    world = generate(Path(run_dir) / "world", articles=args.articles)
+    print(
+        ("demo world: reusing " if world.get("reused") else "demo world: wrote ")
+        + f"{run_dir}/world ({world['submissions']} submissions, {world['pages']} pages)"
+    )
+    configs = {
+        name: stage_config(name, stage_parts(name)[1], config_file, run_dir, args.overrides) for name in PIPELINE
+    }
+    runner = make_runner(args.runner, args.address)
+    try:
+        with ReplayServer(warc_files_in([Path(run_dir) / "world" / "web"])) as proxy:
+            print(f"demo web: replaying {run_dir}/world/web on {proxy} (fetch goes through it as a proxy)")
+            configs["fetch"].proxy = proxy
+            results = {name: run_stage(name, configs[name], runner, overwrite=args.overwrite) for name in PIPELINE}
+        manifest = results["manifest"]
+        print(f"manifest: {manifest['path']} (dataset card: README.md, Croissant: croissant.json beside it)")
+        print(format_funnel(manifest))
+        report = verify(manifest["path"])
+        print(f"verify: {report.lines()[-1]}")
+        if not report.clean:
+            raise PipelineError("the corpus does not match its manifest:\n" + "\n".join(report.lines()))
+        if not args.skip_train:
+            tcfg = stage_config("train", TrainConfig, config_file, run_dir, args.overrides)
+            if args.runner == "local":
+                tcfg.mode = "local"
+            summary = train_run(tcfg)
+            if summary.get("reused"):
+                plot_losses(Path(tcfg.out_dir))
+            print(format_summary(summary, Path(tcfg.out_dir)))
+    finally:
+        runner.close()
+    print(
+        f"demo: finished in {time.time() - t0:.0f}s; every dataset is under {run_dir}/ "
+        "(inspect with pyarrow, pandas or duckdb)"
+    )
+    return 0

