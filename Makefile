@@ -1,5 +1,5 @@
 # Every target creates or refreshes .venv itself (torch first, pinned), then runs.
-# Stages: make harvest|fetch|extract|filter|dedup|tokenize|manifest|train CONFIG=my.toml SET="key=value ..."
+# Stages: make <stage> CONFIG=my.toml [ROOT=dir] SET="key=value ..." (the stages of pipeline/chain.py)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,6 +8,8 @@ TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= pipeline/configs/demo.toml
 SET ?=
 SET_ARGS := $(foreach s,$(SET),--set $(s))
+ROOT ?=
+ROOT_ARGS := $(if $(ROOT),--root $(ROOT))
 
 # The real data of the tests, benchmarks and e2e (bench/shared_data.py): ../shared/data unless set.
 export OWT_SHARED_DATA ?= $(abspath ../shared/data)
@@ -19,22 +21,22 @@ endif
 export PYTHONUNBUFFERED := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-STAGES := harvest fetch extract filter dedup tokenize manifest
-
-.PHONY: venv demo test fuzz lint cluster-up cluster-down cluster-status bench-scale drills $(STAGES) train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize bench-contamination eval-extract eval-langid eval-dedup reddit-api harvest-report
+.PHONY: venv demo test fuzz lint cluster-up cluster-down cluster-status bench-scale drills train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize bench-contamination eval-extract eval-langid eval-dedup eval-annotators ingest reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
 	@echo "make e2e     - every stage on real pages and real 2005 dumps, the funnel checked against the inputs (~3-4 min; E2E_ARGS=--small: the CI subset)"
 	@echo "make test    - the test suite"
 	@echo "make fuzz    - property-based fuzzing of the input parsers (~10 min; FUZZ_SCALE=30 times the examples of make test)"
-	@echo "make <stage> - one stage: $(STAGES) train   (CONFIG=file.toml SET='key=value ...')"
+	@echo "make <stage> - one stage of pipeline/chain.py, or train   (CONFIG=file.toml ROOT=dir SET='key=value ...')"
+	@test -x $(PY) && echo "               stages: $$($(PY) -m pipeline stages)" || true
 	@echo "make verify / publish / contamination - check, copy (TO=s3://...) and audit a finished corpus"
 	@echo "make cluster-up / cluster-down - a local two-node Ray cluster (WORKERS=1 CPUS=1 MEMORY_GB=4)"
 	@echo "make submit-<stage> / submit-all / submit-train - run on a Ray cluster as jobs (RAY_ADDRESS, CONFIG, SET)"
-	@echo "make lint    - ruff"
+	@echo "make lint    - ruff and mypy"
 	@echo "make bench   - benchmarks (bench-harvest, bench-fetch, bench-extract, bench-dedup, bench-tokenize, bench-contamination); figures go to BENCHMARKS.md"
-	@echo "make eval-extract / eval-langid - extraction F1 and language decisions on real data"
+	@echo "make eval-extract / eval-langid / eval-annotators - extraction F1, language decisions, annotators on real data"
+	@echo "make ingest FILES='a.jsonl b.parquet' ROOT=runs/mine AT=tokenize - your own text into the pipeline"
 	@echo "make drills  - kill -9 workers and drivers, damage shards: every drill checked against an uninterrupted run"
 
 $(VENV)/.installed: pyproject.toml
@@ -64,14 +66,20 @@ FUZZ_SCALE ?= 30
 fuzz: venv
 	OWT_FUZZ_PROFILE=fuzz OWT_FUZZ_SCALE=$(FUZZ_SCALE) $(PY) -m pytest -q tests/pipeline/test_fuzz.py
 
+# ruff (style, imports, bugs), then mypy over pipeline/ and dags/ (the framework and the stages strictly: pyproject.toml)
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
-$(STAGES): venv
-	$(PY) -m pipeline $@ --config $(CONFIG) $(SET_ARGS)
+# make <stage>: every stage pipeline/chain.py lists is a target, through this rule for targets make has no rule
+# for (the stage names are not repeated here; the CLI refuses a name that is not a stage).
+.DEFAULT:
+	@$(MAKE) --no-print-directory venv
+	$(PY) -m pipeline $@ --config $(CONFIG) $(ROOT_ARGS) $(SET_ARGS)
 
 train: venv
-	$(PY) -m model.train --config $(CONFIG) $(SET_ARGS)
+	$(PY) -m model.train --config $(CONFIG) $(ROOT_ARGS) $(SET_ARGS)
 
 # make evaluate CKPT=runs/demo/train/checkpoints/ckpt.pt DATA=runs/demo/tokens [LAMBADA=lambada_test.jsonl]
 # make export-hf CKPT=... HF_DIR=runs/hf
@@ -81,6 +89,11 @@ evaluate: venv
 
 export-hf: venv
 	$(PY) -m model.export_hf $(CKPT) $(or $(HF_DIR),runs/hf)
+
+# Your own Parquet/JSON Lines text, then the stages from AT on: make ingest FILES="books.jsonl" ROOT=runs/books AT=tokenize
+AT ?= annotate
+ingest: venv
+	$(PY) -m pipeline ingest $(FILES) --root $(or $(ROOT),runs/ingest) --at $(AT) $(SET_ARGS)
 
 # Live Reddit API -> dump files harvest reads: make reddit-api OUT=runs/api SUBREDDITS="worldnews science"
 OUT ?= runs/reddit-api
@@ -145,6 +158,10 @@ eval-langid: venv
 eval-dedup: venv
 	$(PY) bench/eval_dedup.py
 
+# The annotators on real pages: quality rules' drop rates, a fastText classifier trained and scored, docs/s.
+eval-annotators: venv
+	$(PY) bench/eval_annotators.py
+
 # The published corpus: make verify MANIFEST=...; make publish MANIFEST=... TO=s3://bucket/prefix;
 # make contamination EVAL="lambada.jsonl cbt.txt" (CORPUS: a tokenize output or its documents/).
 MANIFEST ?= runs/demo/data_manifests/owt-demo/0.1.0/manifest.json
@@ -174,7 +191,7 @@ cluster-status: venv
 	$(PY) -m pipeline cluster status --dir $(CLUSTER_DIR)
 
 submit-%: venv
-	$(PY) -m pipeline submit $* --config $(CONFIG) --cluster-dir $(CLUSTER_DIR) $(SET_ARGS)
+	$(PY) -m pipeline submit $* --config $(CONFIG) --cluster-dir $(CLUSTER_DIR) $(ROOT_ARGS) $(SET_ARGS)
 
 SCALE_RUNS ?= 5
 bench-scale: venv

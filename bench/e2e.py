@@ -29,7 +29,7 @@ import time
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +38,7 @@ import orjson
 import zstandard
 from shared_data import SHARED  # noqa: E402  ($OWT_SHARED_DATA, else ../shared/data)
 
+from pipeline import chain
 from pipeline.core.dataset import atomic_path, read_json, write_json
 from pipeline.core.errors import PipelineError
 from pipeline.text.urls import normalize_url
@@ -46,7 +47,6 @@ from pipeline.web.replay import html_benchmark_pages
 PYTHON_DOCS = "python3.11-doc_3.11.2-6+deb12u9_html.tar.xz"
 HANDBOOK = "debian-handbook_11.20220922_html.tar.xz"
 REAL_DUMPS = ("RS_v2_2005-06.xz", "RS_v2_2005-07.xz")
-STAGES = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
 WORLD_VERSION = 1  # bump when the world builder changes what it writes
 
 
@@ -237,9 +237,9 @@ def translated_share(blocks: list[str], english: list[str]) -> float:
 
 # --- the planted dump -----------------------------------------------------------------------------------------
 
-CUTOFF = int(datetime(2017, 12, 1, tzinfo=timezone.utc).timestamp())
-MONTH = ("RS_2016-06.zst", int(datetime(2016, 6, 1, tzinfo=timezone.utc).timestamp()))
-LATE = ("RS_2017-12.zst", int(datetime(2017, 12, 1, tzinfo=timezone.utc).timestamp()))
+CUTOFF = int(datetime(2017, 12, 1, tzinfo=UTC).timestamp())
+MONTH = ("RS_2016-06.zst", int(datetime(2016, 6, 1, tzinfo=UTC).timestamp()))
+LATE = ("RS_2017-12.zst", int(datetime(2017, 12, 1, tzinfo=UTC).timestamp()))
 SUBREDDITS = ["linux", "programming", "Python", "debian", "technology", "worldnews", "science", "news"]
 
 
@@ -578,10 +578,7 @@ def world_summary(world: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_configs(out: Path, world: dict[str, Any], scale: Scale, proxy: str, ca_bundle: str) -> dict[str, Any]:
-    from pipeline.chain import stage_parts
-
-    dirs = {"harvest": "links", "fetch": "fetched", "extract": "docs", "filter": "filtered", "dedup": "deduped"}
-    dirs["tokenize"] = "tokens"
+    """Every stage of chain.PIPELINE, its datasets under `out`, with the settings this run needs."""
     settings: dict[str, dict[str, Any]] = {
         "harvest": {"input": world["dumps"], "num_shards": scale.harvest_shards},
         # The replay server on loopback is the whole web: its address allowed, no politeness delay towards it,
@@ -597,29 +594,18 @@ def stage_configs(out: Path, world: dict[str, Any], scale: Scale, proxy: str, ca
             "connect_timeout_s": 2.0,
             "read_timeout_s": 10.0,
         },
-        "extract": {},
         "filter": {"keep_rejected": True},  # every dropped document with its reason, for the per-page checks
-        "dedup": {},
         "tokenize": {"val_fraction": scale.val_fraction, "shard_tokens": scale.shard_tokens},
+        "manifest": {"name": f"owt-e2e-{scale.name}", "version": "0.1.0"},
     }
-    cfgs: dict[str, Any] = {}
-    prev = None
-    for name, kw in settings.items():
-        kw = {"output": str(out / dirs[name])} | ({"input": str(out / prev)} if prev else {}) | kw
-        cfgs[name] = stage_parts(name)[1](**kw)
-        prev = dirs[name]
-    cfgs["manifest"] = stage_parts("manifest")[1](
-        input=str(out / "tokens"), output=str(out / "data_manifests"), name=f"owt-e2e-{scale.name}", version="0.1.0"
-    )
-    return cfgs
+    return {name: chain.config_for(name, root=str(out), base=settings.get(name)) for name in chain.names()}
 
 
 def train_config(out: Path, scale: Scale):
     from model.train import TrainConfig
 
     return TrainConfig(
-        data=str(out / "tokens"),
-        out_dir=str(out / "train"),
+        **chain.train_folders(str(out)),
         model="tiny",
         batch_size=8,
         max_steps=scale.train_steps,
@@ -636,7 +622,6 @@ def train_config(out: Path, scale: Scale):
 
 def run_pipeline(out: Path, world: dict[str, Any], scale: Scale, runner) -> tuple[dict[str, Any], dict[str, float]]:
     from model.train import run as train_run
-    from pipeline.chain import run_stage
     from pipeline.web.replay import ReplayServer
 
     timings: dict[str, float] = {}
@@ -645,11 +630,11 @@ def run_pipeline(out: Path, world: dict[str, Any], scale: Scale, runner) -> tupl
     timings["replay_load"] = round(time.time() - t, 1)
     results: dict[str, Any] = {}
     with server as proxy:
-        print(f"web: replaying {len(server.httpd.RequestHandlerClass.archive.responses):,} URLs on {proxy}")
+        print(f"web: replaying {len(server.archive.responses):,} URLs on {proxy}")
         cfgs = stage_configs(out, world, scale, proxy, server.ca_path)
-        for name in STAGES:
+        for name, cfg in cfgs.items():
             t = time.time()
-            results[name] = run_stage(name, cfgs[name], runner)
+            results[name] = chain.run_stage(name, cfg, runner)
             timings[name] = round(time.time() - t, 1)
     t = time.time()
     results["train"] = train_run(train_config(out, scale))
@@ -671,6 +656,10 @@ class Check:
 
 def allowance(n: int, share: float, least: int) -> int:
     return max(least, math.ceil(share * n))
+
+
+def dataset_of(out: Path, stage: str) -> Path:
+    return Path(chain.folders(str(out))[stage][1])
 
 
 def _rows(path: Path, columns: list[str], subdir: str = "") -> list[dict[str, Any]]:
@@ -712,16 +701,21 @@ def jaccard_removals(texts: list[str], thresholds: tuple[float, ...], n: int = 5
 def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any]) -> list[Check]:
     from pipeline.corpus.published import verify
 
-    h, f, x, fl, d, t, m = (results[s] for s in STAGES)
+    h, f = results["harvest"], results["fetch"]
+    fl, d, t, m = results["filter"], results["dedup"], results["tokenize"], results["manifest"]
     checks: list[Check] = []
+
+    def ds(stage: str) -> Path:
+        return dataset_of(out, stage)
 
     def add(name: str, expected: Any, actual: Any, ok: bool | None = None, why: str = "") -> None:
         checks.append(Check(name, expected, actual, expected == actual if ok is None else bool(ok), why))
 
     # Every row accounted for, and every stage reads what the one before wrote.
-    for r in (h, f, x, fl, d, t):
+    ran = [results[s.name] for s in chain.PIPELINE if s.uses_ray]
+    for r in ran:
         add(f"{r['stage']}: rows_in - drops = rows_out", r["rows_in"] - sum(r["drops"].values()), r["rows_out"])
-    for up, down in ((h, f), (f, x), (x, fl), (fl, d), (d, t)):
+    for up, down in zip(ran, ran[1:]):
         add(f"{up['stage']} rows_out = {down['stage']} rows_in", up["rows_out"], down["rows_in"])
 
     expect = world["expect"]
@@ -733,11 +727,11 @@ def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any
         why="every line judged by HARVEST.md's rules, read here without harvest; duplicate_url = kept submissions "
         "minus distinct normalized URLs",
     )
-    links = {r["url"] for r in _rows(out / "links", ["url"])}
+    links = {r["url"] for r in _rows(ds("harvest"), ["url"])}
     add("harvest: links", len(expect["links"]), h["rows_out"])
     add("harvest: links not the expected URLs", 0, len(links ^ set(expect["links"])))
 
-    index = _rows(out / "fetched", ["url", "error"])
+    index = _rows(ds("fetch"), ["url", "error"])
     fetched = {r["url"] for r in index if r["error"] is None}
     add(
         "fetch: drops by reason",
@@ -760,7 +754,7 @@ def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any
     def page(url: str) -> dict[str, Any]:
         return pages[redirects.get(url, url)]
 
-    docs = _rows(out / "docs", ["url", "n_tokens"])
+    docs = _rows(ds("annotate"), ["url", "n_tokens"])  # extract's documents, scored
     lost = fetched - {r["url"] for r in docs}
     explained = {u for u in lost if page(u)["html_bytes"] > 1_000_000 or page(u)["oracle_tokens"] < 20}
     add(
@@ -771,7 +765,7 @@ def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any
         "longer on 2 cores) or by having no text",
     )
 
-    rejected = {r["url"]: r["drop_reason"] for r in _rows(out / "filtered", ["url", "drop_reason"], "rejected")}
+    rejected = {r["url"]: r["drop_reason"] for r in _rows(ds("filter"), ["url", "drop_reason"], "rejected")}
     wiki = [r["url"] for r in docs if page(r["url"])["source"] == "wikipedia"]
     add("filter: wikipedia drops", len(wiki), fl["drops"].get("wikipedia", 0), why="Wikipedia-like pages fetched")
     add("filter: Wikipedia pages dropped as wikipedia", len(wiki), sum(rejected.get(u) == "wikipedia" for u in wiki))
@@ -861,7 +855,7 @@ def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any
     why = f"{len(short)} pages under 100 tokens, {between} of 100-255 (either way), and the allowances above"
     add("filter: too_short drops", f"{lo:,}..{hi:,}", got, lo <= got <= hi, why=why)
 
-    dedup_in = _rows(out / "filtered", ["url", "text"])
+    dedup_in = _rows(ds("filter"), ["url", "text"])
     bounds = jaccard_removals([r["text"] for r in dedup_in], (0.4, 0.5, 0.6))
     removed = d["rows_in"] - d["rows_out"]
     add(
@@ -872,7 +866,7 @@ def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any
         why="exact 5-gram Jaccard of every pair of dedup's input; pairs of 0.4-0.6 go either way (MinHash "
         "estimates J from 128 values; docs/DEDUP.md)",
     )
-    kept = {r["url"] for r in _rows(out / "deduped", ["url"])}
+    kept = {r["url"] for r in _rows(ds("dedup"), ["url"])}
     groups: dict[str, list[str]] = {}
     for r in dedup_in:
         p = page(r["url"])
@@ -887,7 +881,7 @@ def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any
         why="a page left untranslated in other folders is the same text under another URL",
     )
 
-    docs_out = _rows(out / "deduped", ["n_tokens"])
+    docs_out = _rows(ds("dedup"), ["n_tokens"])
     add(
         "tokenize: tokens = documents' GPT-2 tokens + one EOT each",
         sum(r["n_tokens"] + 1 for r in docs_out),
@@ -896,9 +890,13 @@ def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any
     add("tokenize: documents in train + val", d["rows_out"], t["docs"]["train"] + t["docs"]["val"])
     add("tokenize: both splits have tokens", True, t["tokens"]["train"] > 0 and t["tokens"]["val"] > 0)
 
-    funnel = [h["rows_in"], h["rows_out"], f["rows_out"], x["rows_out"], fl["rows_out"], d["rows_out"]]
-    add("manifest: funnel = the stages' counts", funnel + [t["tokens"]["train"] + t["tokens"]["val"]],
-        [row["count"] for row in m["funnel"]])  # fmt: skip
+    funnel = [
+        sum(r[key].values()) if key == "tokens" else r[key]
+        for s in chain.PIPELINE
+        for key, _ in s.funnel
+        for r in [results[s.name]]
+    ]
+    add("manifest: funnel = the stages' counts", funnel, [row["count"] for row in m["funnel"]])
     report = verify(m["path"])
     add("manifest: verify", "clean", report.lines()[-1], report.clean)
     folder = Path(m["path"]).parent
@@ -937,9 +935,11 @@ def check(out: Path, world: dict[str, Any], scale: Scale, results: dict[str, Any
 def handbook_by_folder(out: Path, world: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Per language folder: pages, how many are English (>= 90%) / partly translated / not English (< 30%), as
     measured against en-US, and what the language filter, the length filter and dedup did with them."""
-    rejected = {r["url"]: r["drop_reason"] for r in _rows(out / "filtered", ["url", "drop_reason"], "rejected")}
-    extracted = {r["url"] for r in _rows(out / "docs", ["url"])}
-    deduped = {r["url"] for r in _rows(out / "deduped", ["url"])}
+    rejected = {
+        r["url"]: r["drop_reason"] for r in _rows(dataset_of(out, "filter"), ["url", "drop_reason"], "rejected")
+    }
+    extracted = {r["url"] for r in _rows(dataset_of(out, "extract"), ["url"])}
+    deduped = {r["url"] for r in _rows(dataset_of(out, "dedup"), ["url"])}
     table: dict[str, Counter] = {}
     for p in world["pages"]:
         if p["source"] != "handbook":
@@ -1004,8 +1004,8 @@ def run_e2e(out: Path, scale: Scale, shared: Path = SHARED, runner=None) -> dict
     t0 = time.time()
     world = build_world(out / "world", scale, shared)
     if not world.get("reused"):
-        for name in ("links", "fetched", "docs", "filtered", "deduped", "tokens", "data_manifests", "train"):
-            shutil.rmtree(out / name, ignore_errors=True)  # built from another world
+        for folder in [*(out / s.output for s in chain.PIPELINE), out / chain.TRAIN_OUTPUT]:
+            shutil.rmtree(folder, ignore_errors=True)  # built from another world
     wall = {"world": round(time.time() - t0, 1)}
     summary = world_summary(world)
     print(
@@ -1035,7 +1035,7 @@ def run_e2e(out: Path, scale: Scale, shared: Path = SHARED, runner=None) -> dict
         "funnel": [
             {k: results[name][k] for k in ("stage", "rows_in", "rows_out", "drops", "wall_time_s")}
             | {"wall_s": wall[name], "reused": bool(results[name].get("reused"))}
-            for name in STAGES[:-1]
+            for name in [st.name for st in chain.PIPELINE if st.uses_ray]
         ],
         "tokens": results["tokenize"]["tokens"],
         "train": {k: s[k] for k in ("steps", "first_loss", "last_loss", "val_loss") if k in s},

@@ -15,10 +15,9 @@ import re
 import statistics
 import sys
 import time
+import tomllib
 from collections import Counter
 from pathlib import Path
-
-import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

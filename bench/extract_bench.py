@@ -31,19 +31,22 @@ import trafilatura  # noqa: E402
 from bench.pages import fetched_dataset, real_pages  # noqa: E402
 from pipeline.core.dataset import shard_name  # noqa: E402
 from pipeline.core.stage import ShardTask  # noqa: E402
+from pipeline.stages.annotate import AnnotateConfig, annotate_shard  # noqa: E402
 from pipeline.stages.extract import ExtractConfig, Extractor, extract_shard  # noqa: E402
-from pipeline.text.langid import (  # noqa: E402
-    LanguageScorer,
-    fasttext_model_path,  # noqa: E402
-    token_counts,
-)
+from pipeline.text.langid import LanguageScorer, fasttext_model_path  # noqa: E402
+from pipeline.text.vocab import token_counts  # noqa: E402
 from pipeline.text.warc import iter_responses  # noqa: E402
 
 
 def ours(index: Path, out: Path) -> tuple[float, int]:
-    cfg = ExtractConfig(input=str(index.parent), output=str(out))
+    """The extract stage's task, then the annotate stage's (language and GPT-2 length, as datatrove's pipeline
+    below scores the language): one shard each, as a Ray worker runs them."""
+    cfg = ExtractConfig(input=str(index.parent), output=str(out / "docs"))
     t = time.perf_counter()
-    rec = extract_shard(ShardTask(shard_name(0), [str(index)], str(out), cfg))
+    rec = extract_shard(ShardTask(shard_name(0), [str(index)], cfg.output, cfg, None))
+    docs = out / "docs" / f"{shard_name(0)}.parquet"
+    acfg = AnnotateConfig(input=str(docs.parent), output=str(out / "annotated"))
+    annotate_shard(ShardTask(shard_name(0), [str(docs)], acfg.output, acfg, None, rec["files"][0]["sha256"]))
     return time.perf_counter() - t, rec["rows_out"]
 
 

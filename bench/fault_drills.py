@@ -25,14 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.pages import SHARED, fetched_dataset  # noqa: E402
-from pipeline.chain import run_stage, stage_parts  # noqa: E402
+from pipeline import chain  # noqa: E402
+from pipeline.chain import PIPELINE, run_stage  # noqa: E402
 from pipeline.core.dataset import Dataset, read_parquet  # noqa: E402
 from pipeline.core.errors import PipelineError  # noqa: E402
 from pipeline.core.runner import LocalRunner  # noqa: E402
 from pipeline.corpus.published import verify  # noqa: E402
 from pipeline.web.replay import html_benchmark_pages  # noqa: E402
 
-CHAIN = ["extract", "filter", "dedup", "tokenize"]
+# The stages from the fetched pages to the token corpus, in chain order.
+CHAIN = [s.name for s in PIPELINE[[s.name for s in PIPELINE].index("extract") :] if s.uses_ray]
 WORKER_FAULTS = {
     "extract": ["shard.part-00000.record", "shard.part-00003.record", "shard.part-00005.record"],
     "filter": ["shard.part-00002.record"],
@@ -54,10 +56,10 @@ DAMAGE = ["truncated", "bit_flipped", "missing", "replaced", "manifest_edited"]
 
 ONE_STAGE_ON_RAY = """
 import json, sys
-from pipeline.chain import run_stage, stage_parts
+from pipeline.chain import run_stage, stage
 from pipeline.core.runner import RayRunner
 name, cfg, result = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-m = run_stage(name, stage_parts(name)[1](**cfg), RayRunner(num_cpus=2))
+m = run_stage(name, stage(name).config(**cfg), RayRunner(num_cpus=2))
 open(result, "w").write(json.dumps({"fingerprint": m["output_fingerprint"], "resumed": m.get("resumed_shards", 0)}))
 """
 
@@ -90,7 +92,7 @@ def configs(fetched: Path, out: Path) -> dict:
     cfgs, prev = {}, fetched
     for name in CHAIN:
         extra = {"val_fraction": 0.2, "shard_tokens": 20_000} if name == "tokenize" else {}
-        cfgs[name] = stage_parts(name)[1](input=str(prev), output=str(out / name), **extra)
+        cfgs[name] = chain.stage(name).config(input=str(prev), output=str(out / name), **extra)
         prev = out / name
     return cfgs
 

@@ -89,7 +89,7 @@ def _fetch_one(args: tuple[str, str, int, str, int]) -> tuple[int, float]:
         warc_gzip_level=level,
     )
     c = cpu_s()
-    rec = fetch_shard(ShardTask(Path(src).stem, [src], out, cfg, {"input_fingerprint": "bench"}))
+    rec = fetch_shard(ShardTask(Path(src).stem, [src], out, cfg, None, "bench"))
     return rec["rows_out"], cpu_s() - c
 
 

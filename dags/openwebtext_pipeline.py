@@ -1,13 +1,13 @@
-"""Airflow DAG: the OpenWebText stages in order, each submitted to a Ray cluster as a Ray job, then the corpus
-verified and published.
+"""Airflow DAG: the OpenWebText stages in order (chain.PIPELINE, one task each), each submitted to a Ray cluster as
+a Ray job, then the corpus verified and published.
 
 Parameters:
 - `ray_address`: the cluster's dashboard URL (http://head:8265); empty: $RAY_ADDRESS, else the local cluster of
   `make cluster-up`.
 - `config`: a TOML file with a table per stage (options such as fetch politeness); the parameters below override it.
 - `dumps`: the Reddit dump files, directories or globs for harvest.
-- `output`: where every stage's dataset goes (`<output>/links`, `/fetched`, ..., `/tokens`, `/data_manifests`):
-  storage every Ray node sees (a shared filesystem path, or s3:// / gs:// for the stages up to tokenize).
+- `output`: the pipeline's root: every stage's dataset goes to its folder under it (chain.py names them), on
+  storage every Ray node sees (a shared filesystem path, or s3:// / gs:// for the stages before the manifest).
 - `name`, `version`: the dataset's name and semver version in its manifest.
 - `publish_to`: a URI (s3://, gs://, file://) to publish the corpus to; empty: verify it only.
 - `project_dir`: where the project is checked out on the Airflow worker (the jobs ship it to the cluster).
@@ -23,16 +23,8 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param
 
-# stage -> (its input under `output`, its output under `output`); harvest reads the dumps
-STAGES = {
-    "harvest": (None, "links"),
-    "fetch": ("links", "fetched"),
-    "extract": ("fetched", "docs"),
-    "filter": ("docs", "filtered"),
-    "dedup": ("filtered", "deduped"),
-    "tokenize": ("deduped", "tokens"),
-    "manifest": ("tokens", "data_manifests"),
-}
+from pipeline.chain import PIPELINE, stage
+
 # Parameters reach the shell as environment variables, never spliced into the command: a URI with `&` or `?`
 # (s3://bucket/x?endpoint_override=...) or a path with a space stays one word. Config values are TOML literals
 # (JSON strings and arrays are), so `--set key=$VAR` reads them back exactly.
@@ -41,28 +33,26 @@ COMMON_ENV = {
     "OWT_CONFIG": "{{ params.config }}",
     "OWT_RAY_ADDRESS": "{{ params.ray_address }}",
 }
-MANIFEST = "{{ params.output }}/data_manifests/{{ params.name }}/{{ params.version }}/manifest.json"
-SUBMIT = 'cd "$OWT_PROJECT" && python -m pipeline submit {stage} --config "$OWT_CONFIG" {sets}'
+MANIFESTS = stage("manifest").output
+MANIFEST = "{{ params.output }}/" + MANIFESTS + "/{{ params.name }}/{{ params.version }}/manifest.json"
+SUBMIT = 'cd "$OWT_PROJECT" && python -m pipeline submit {stage} --config "$OWT_CONFIG" --root "$OWT_ROOT" {sets}'
 SUBMIT += ' ${{OWT_RAY_ADDRESS:+--address "$OWT_RAY_ADDRESS"}}'
 
 
-def under_output(folder: str) -> str:
-    return "{{ (params.output ~ '/" + folder + "') | tojson }}"
-
-
-def stage_env(stage: str, source: str | None, target: str) -> dict[str, str]:
-    env = COMMON_ENV | {"OWT_OUTPUT": under_output(target)}
-    env["OWT_INPUT"] = "{{ params.dumps | tojson }}" if source is None else under_output(source)
-    if stage == "manifest":
+def stage_env(name: str, reads_dumps: bool) -> dict[str, str]:
+    env = COMMON_ENV | {"OWT_ROOT": "{{ params.output }}"}
+    if reads_dumps:
+        env["OWT_INPUT"] = "{{ params.dumps | tojson }}"
+    if name == "manifest":
         env |= {"OWT_NAME": "{{ params.name | tojson }}", "OWT_VERSION": "{{ params.version | tojson }}"}
     return env
 
 
-def stage_command(stage: str) -> str:
-    sets = [f'--set "{stage}.input=$OWT_INPUT"', f'--set "{stage}.output=$OWT_OUTPUT"']
-    if stage == "manifest":
+def stage_command(name: str, reads_dumps: bool) -> str:
+    sets = [f'--set "{name}.input=$OWT_INPUT"'] if reads_dumps else []
+    if name == "manifest":
         sets += ['--set "manifest.name=$OWT_NAME"', '--set "manifest.version=$OWT_VERSION"']
-    return SUBMIT.format(stage=stage, sets=" ".join(sets))
+    return SUBMIT.format(stage=name, sets=" ".join(sets))
 
 
 # verify the corpus; with publish_to, publish it and verify the published copy at the URI publish printed.
@@ -75,7 +65,7 @@ PUBLISH = (
 
 with DAG(
     dag_id="openwebtext_pipeline",
-    description="Reddit dumps -> links -> pages -> text -> filtered -> deduplicated -> GPT-2 tokens -> manifest",
+    description=" -> ".join(["Reddit dumps", *(s.output for s in PIPELINE)]),
     schedule=None,
     start_date=datetime(2024, 1, 1),
     catchup=False,
@@ -93,9 +83,10 @@ with DAG(
     tags=["openwebtext", "ray"],
 ) as dag:
     previous = None
-    for stage, (source, target) in STAGES.items():
+    for s in PIPELINE:
+        dumps = s.input is None  # the stage whose config names its input reads the Reddit dumps
         task = BashOperator(
-            task_id=stage, bash_command=stage_command(stage), env=stage_env(stage, source, target), append_env=True
+            task_id=s.name, bash_command=stage_command(s.name, dumps), env=stage_env(s.name, dumps), append_env=True
         )
         if previous is not None:
             previous >> task
@@ -106,4 +97,5 @@ with DAG(
         env=COMMON_ENV | {"OWT_MANIFEST": MANIFEST, "OWT_PUBLISH_TO": "{{ params.publish_to }}"},
         append_env=True,
     )
+    assert previous is not None  # the pipeline has stages
     previous >> publish

@@ -26,13 +26,15 @@ from pydantic import Field
 
 from model.data import TokenData
 from model.gpt import GPT, PRESETS, GPTConfig, padded_vocab
-from pipeline.core.config import StageConfig, load_config
+from pipeline.core.config import TypedConfig, load_config
 from pipeline.core.dataset import atomic_path, write_json
 from pipeline.core.errors import PipelineError
 from pipeline.core.faults import fault_point
 
+clock = time.perf_counter  # the steps' timer (a test replaces it)
 
-class TrainConfig(StageConfig):
+
+class TrainConfig(TypedConfig):
     data: str  # a `tokenize` output directory, or a corpus manifest (path or URI: s3://bucket/owt/1.0.0/manifest.json)
     out_dir: str
     model: str = "gpt2"  # a preset of model.gpt.PRESETS
@@ -282,10 +284,13 @@ def train_loop(config: dict[str, Any]) -> None:
         me["node"] = ray.get_runtime_context().get_node_id()
     workers = gather(me)
     tokens_per_step = cfg.batch_size * gcfg.block_size * cfg.grad_accum * world
-    t0 = time.time()
+    # tokens/s over the steps since the last log line, timed step by step: evaluation and checkpoints are left out,
+    # and the first and last windows count the steps they hold (not log_interval).
+    window_steps, window_s = 0, 0.0
     model.train()
     last = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
     for step in range(start_step, last):
+        step_started = clock()
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -306,10 +311,10 @@ def train_loop(config: dict[str, Any]) -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        window_steps, window_s = window_steps + 1, window_s + clock() - step_started
         done = step + 1
         fault_point(f"train.step.{done}.rank.{rank}")
         if done % cfg.log_interval == 0 or done == start_step + 1 or done == cfg.max_steps:
-            dt = time.time() - t0
             log(
                 {
                     "kind": "train",
@@ -317,10 +322,10 @@ def train_loop(config: dict[str, Any]) -> None:
                     "loss": round(loss_sum, 6),
                     "lr": lr,
                     "tokens": done * tokens_per_step,
-                    "tokens_per_s": round(tokens_per_step * cfg.log_interval / max(dt, 1e-9)),
+                    "tokens_per_s": round(tokens_per_step * window_steps / max(window_s, 1e-9)),
                 }
             )
-            t0 = time.time()
+            window_steps, window_s = 0, 0.0
         if done % cfg.eval_interval == 0 or done == last:
             val_loss = evaluate()
             rec = {
@@ -466,11 +471,12 @@ def fit_with_ray(cfg: TrainConfig, config: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model.train", description=__doc__)
-    ap.add_argument("--config", metavar="FILE", help="TOML file with a [train] table")
+    ap.add_argument("--config", metavar="FILE", help="TOML file with a [train] table (and [pipeline] root)")
+    ap.add_argument("--root", help="the pipeline's root: data defaults to its token corpus, out_dir to <root>/train")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
     try:
-        cfg = load_config(TrainConfig, "train", args.config, args.overrides)
+        cfg = load_train_config(args.config, args.overrides, args.root)
         summary = run(cfg)
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -485,6 +491,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(format_summary(summary, Path(cfg.out_dir)))
     return 0
+
+
+def load_train_config(
+    config_file: str | Path | None, overrides: list[str] | tuple[str, ...] = (), root: str | None = None
+) -> TrainConfig:
+    """[train] of the config file and --set, `data` and `out_dir` defaulting to the pipeline root's corpus."""
+    from pipeline import chain
+
+    return load_config(
+        TrainConfig, "train", config_file, overrides, base=chain.train_folders(chain.root_of(config_file, root))
+    )
 
 
 def format_summary(s: dict[str, Any], out_dir: Path) -> str:

@@ -1,14 +1,16 @@
-"""`python -m pipeline <stage> [--config FILE] [--set key=value ...]` and the demo."""
+"""`python -m pipeline <stage> [--config FILE] [--root DIR] [--set key=value ...]`, the demo and the tools.
+
+The stage subcommands are chain.PIPELINE's stages."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 
-from pipeline.chain import RAYLESS, STAGES, run_stage, stage_parts
-from pipeline.core.config import load_config
+from pipeline import chain
 from pipeline.core.errors import PipelineError
 
 # Commands with their own argument parser: name -> (module, main function, help).
@@ -29,13 +31,19 @@ TOOLS: dict[str, tuple[str, str, str]] = {
     ),
     "download": ("pipeline.corpus.published", "main_download", "a verified local copy of a published corpus"),
     "contamination": ("pipeline.corpus.contamination", "main", "8-gram overlap of evaluation texts with the corpus"),
+    "ingest": ("pipeline.ops.ingest", "main", "your own Parquet/JSONL text into the pipeline, then the stages after"),
     "cluster": ("pipeline.ops.cluster", "main_cluster", "start, inspect or stop a local multi-node Ray cluster"),
     "submit": ("pipeline.ops.cluster", "main_submit", "run stages (or train) on a Ray cluster as Ray jobs, in order"),
 }
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="TOML file with a table per stage ([harvest], [fetch], ...)")
+    p.add_argument("--config", metavar="FILE", help="TOML file: [pipeline] root, and a table per stage")
+    p.add_argument(
+        "--root",
+        default=None,
+        help=f"the datasets' folder, one subfolder a stage (default: [pipeline] root, else {chain.DEFAULT_ROOT})",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -63,15 +71,17 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m pipeline", description="The OpenWebText pipeline, stage by stage.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in STAGES:
-        module = importlib.import_module(STAGES[name][0])
-        p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
+    for stage in chain.PIPELINE:
+        module = importlib.import_module(stage.run.__module__)
+        p = sub.add_parser(stage.name, help=(module.__doc__ or "").strip().splitlines()[0])
         add_run_options(p)
     d = sub.add_parser("demo", help="the whole pipeline and a tiny GPT-2 on the embedded sample, offline")
     add_run_options(d)
     d.add_argument("--run-dir", default="runs/demo", help="where the demo world and every dataset go")
     d.add_argument("--articles", type=int, default=240, help="size of the demo world (articles planted)")
     d.add_argument("--skip-train", action="store_true")
+    st = sub.add_parser("stages", help="the stages, in order (one line; --json: each with its folder and text)")
+    st.add_argument("--json", action="store_true")
     w = sub.add_parser("world", help="generate the demo world (a Pushshift-format dump and the web it links to)")
     w.add_argument("out", help="output directory")
     w.add_argument("--articles", type=int, default=240)
@@ -89,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             module, fn, _ = TOOLS[argv[0]]
             return getattr(importlib.import_module(module), fn)(argv[1:])
         args = build_parser().parse_args(argv)
+        if args.command == "stages":
+            if args.json:
+                rows = [{"name": s.name, "output": s.output, "about": s.about} for s in chain.PIPELINE]
+                print(json.dumps(rows, indent=2))
+            else:
+                print(" ".join(chain.names()))
+            return 0
         if args.command == "world":
             from pipeline.ops.demo_world import generate
 
@@ -98,15 +115,15 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.ops.demo import run_demo
 
             return run_demo(args)
-        _, cls = stage_parts(args.command)
-        cfg = load_config(cls, args.command, args.config, args.overrides)
+        stage = chain.stage(args.command)
+        cfg = chain.config_for(stage.name, args.config, args.overrides, root=args.root)
         runner = None
-        if args.command not in RAYLESS:
+        if stage.uses_ray:
             from pipeline.core.runner import make_runner
 
             runner = make_runner(args.runner, args.address)
         try:
-            result = run_stage(args.command, cfg, runner, overwrite=args.overwrite)
+            result = chain.run_stage(stage.name, cfg, runner, overwrite=args.overwrite)
         finally:
             if runner is not None:
                 runner.close()

@@ -79,30 +79,27 @@ def finished_dataset():
 
 
 @pytest.fixture(scope="session")
-def shakespeare_tokens(tmp_path_factory, shared, finished_dataset):
-    """Tiny Shakespeare, cut into 'documents' and tokenized by the real tokenize stage."""
-    import pyarrow as pa
+def shakespeare_tokens(tmp_path_factory, shared):
+    """Tiny Shakespeare, cut into 'documents' in two JSON Lines files, brought in with `pipeline ingest` and
+    tokenized by the real tokenize stage: a corpus that is not from Reddit, as a user would bring one."""
+    import json
 
-    from pipeline.core.runner import LocalRunner
-    from pipeline.stages.tokenize import TokenizeConfig
-    from pipeline.stages.tokenize import run as tokenize_run
-    from pipeline.text.urls import url_hash
+    from pipeline import chain
+    from pipeline.ops.ingest import main as ingest
 
     root = tmp_path_factory.mktemp("shakespeare")
     text = next((shared / "text").glob("*.txt")).read_text()
     paras = [p for p in text.split("\n\n") if p.strip()]
     chunks = ["\n\n".join(paras[i : i + 40]) for i in range(0, len(paras), 40)]
-    tables = []
+    files = []
     for s in range(2):
-        part = chunks[s::2]
-        urls = [f"http://shakespeare.example/{s}/{i}" for i in range(len(part))]
-        tables.append(pa.table({"url_hash": [url_hash(u) for u in urls], "url": urls, "text": part}))
-    finished_dataset(root / "docs", tables)
-    tokenize_run(
-        TokenizeConfig(input=str(root / "docs"), output=str(root / "tokens"), val_fraction=0.1, shard_tokens=100_000),
-        LocalRunner(),
-    )
-    return root / "tokens"
+        files.append(root / f"plays-{s}.jsonl")
+        lines = [json.dumps({"id": f"{s}/{i}", "text": c, "part": s}) for i, c in enumerate(chunks[s::2])]
+        files[-1].write_text("\n".join(lines) + "\n")
+    args = [*map(str, files), "--root", str(root), "--at", "tokenize", "--id-column", "id", "--runner", "local"]
+    args += ["--set", "tokenize.val_fraction=0.1", "--set", "tokenize.shard_tokens=100000"]
+    assert ingest(args) == 0
+    return Path(chain.corpus_folder(str(root)))
 
 
 def free_port() -> int:

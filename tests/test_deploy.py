@@ -5,9 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from model.train import TrainConfig
-from pipeline.chain import STAGES, stage_parts
-from pipeline.core.config import load_config
+from model.train import load_train_config
+from pipeline import chain
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -27,9 +26,10 @@ def test_ray_up_config_is_well_formed():
 
 def test_full_scale_config_loads_for_every_stage_and_the_trainer():
     path = DEPLOY / "owt.toml"
-    for stage in STAGES:
-        cfg = load_config(stage_parts(stage)[1], stage, path)
-        assert cfg.output.startswith("/mnt/owt/")
-    train = load_config(TrainConfig, "train", path)
+    for name in chain.names():
+        cfg = chain.config_for(name, path)
+        assert cfg.output.startswith("/mnt/owt/") and (name == "harvest" or cfg.input.startswith("/mnt/owt/"))
+    train = load_train_config(path)
+    assert train.data == chain.corpus_folder("/mnt/owt") and train.out_dir.startswith("/mnt/owt/")
     tokens_per_step = train.batch_size * 1024 * train.grad_accum * train.num_workers
     assert tokens_per_step == 491_520  # nanoGPT's ~0.5M tokens per step for GPT-2 124M

@@ -9,7 +9,8 @@ import pytest
 
 from model.train import TrainConfig
 from model.train import run as train_run
-from pipeline.chain import run_stage, stage_parts
+from pipeline import chain
+from pipeline.chain import run_stage
 from pipeline.cli import main
 from pipeline.core.dataset import read_parquet
 from pipeline.core.errors import PipelineError
@@ -19,36 +20,18 @@ from pipeline.corpus.whereis import REDDIT_KEYS, locate
 from pipeline.stages.manifest import SEMVER, format_funnel
 from pipeline.text.token_format import index_of
 
-STAGES = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
+STAGES = chain.names()
+DATASETS = [s.name for s in chain.PIPELINE if s.uses_ray]  # every stage but the manifest writes a dataset
 
 
 def configs(world: Path, run_dir: Path, proxy: str) -> dict:
-    paths = {
-        "harvest": "links",
-        "fetch": "fetched",
-        "extract": "docs",
-        "filter": "filtered",
-        "dedup": "deduped",
-        "tokenize": "tokens",
+    settings = {
+        "harvest": {"input": [str(world / "reddit")], "num_shards": 3},
+        "fetch": {"proxy": proxy, "retries": 1, "allow_networks": ["127.0.0.1/32"], "min_host_delay_s": 0.0},
+        "tokenize": {"val_fraction": 0.2, "shard_tokens": 4000},
+        "manifest": {"name": "e2e"},
     }
-    cfgs = {}
-    prev = None
-    for name in STAGES:
-        cls = stage_parts(name)[1]
-        if name == "harvest":
-            cfgs[name] = cls(input=[str(world / "reddit")], output=str(run_dir / "links"), num_shards=3)
-        elif name == "manifest":
-            cfgs[name] = cls(input=str(run_dir / "tokens"), output=str(run_dir / "manifests"), name="e2e")
-        else:
-            extra = (
-                {"proxy": proxy, "retries": 1, "allow_networks": ["127.0.0.1/32"], "min_host_delay_s": 0.0}
-                if name == "fetch"
-                else {}
-            )
-            extra |= {"val_fraction": 0.2, "shard_tokens": 4000} if name == "tokenize" else {}
-            cfgs[name] = cls(input=str(run_dir / prev), output=str(run_dir / paths[name]), **extra)
-        prev = paths.get(name)
-    return cfgs
+    return {name: chain.config_for(name, root=str(run_dir), base=settings.get(name)) for name in STAGES}
 
 
 @pytest.mark.slow
@@ -59,7 +42,7 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
     print(format_funnel(results["manifest"]))
     assert verify(results["manifest"]["path"]).clean
 
-    h, f, x, fl, d, t = (results[s] for s in STAGES[:6])
+    h, f, fl, d, t = (results[s] for s in ("harvest", "fetch", "filter", "dedup", "tokenize"))
     assert h["drops"]["bad_json"] == world["bad_json_lines"]
     assert h["drops"]["self_post"] == world["self_posts"]
     assert h["drops"]["after_cutoff"] == world["after_cutoff"]
@@ -80,17 +63,19 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
     assert d["drops"]["exact_duplicate"] >= world["exact_duplicates"]
     assert d["drops"]["near_duplicate"] >= world["near_duplicates"] - 1  # a near copy may hit an exact copy's keeper
     assert t["tokens"]["train"] > 5000 and t["tokens"]["val"] > 0
-    # Every stage's rows are accounted for: rows_in - dropped = rows_out.
-    for m in (h, f, x, fl, d):
+    # Every stage's rows are accounted for: rows_in - dropped = rows_out; each stage reads what the last one wrote.
+    ran = [results[s] for s in DATASETS]
+    for m in ran[:-1]:
         assert m["rows_in"] - sum(m["drops"].values()) == m["rows_out"], m["stage"]
-    for upstream, downstream in ((h, f), (f, x), (x, fl), (fl, d), (d, t)):
+    for upstream, downstream in zip(ran, ran[1:]):
         assert upstream["rows_out"] == downstream["rows_in"]
 
     # Any token position leads back to its document, URL and Reddit submissions.
     assert t["token_shards"]["train"] >= 2  # cut by token count, not one per input shard
-    shard = sorted((tmp_path / "tokens" / "train").glob("*.arrow"))[1]
+    tokens = Path(cfgs["tokenize"].output)
+    shard = sorted((tokens / "train").glob("*.arrow"))[1]
     entry = read_parquet(index_of(shard)).to_pylist()[1]
-    second = read_parquet(tmp_path / "tokens" / entry["documents_file"]).to_pylist()[entry["documents_row"]]
+    second = read_parquet(tokens / entry["documents_file"]).to_pylist()[entry["documents_row"]]
     assert second["split"] == "train" and second["url_hash"] == entry["url_hash"]
     where = locate(shard, entry["token_start"] + 3)
     assert where["document"]["url"] == second["url"] and where["document"]["offset_in_document"] == 3
@@ -104,8 +89,10 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
     # The manifest of this real chain: identity, every stage's resolved config, the dumps it was built from.
     m = json.loads(Path(results["manifest"]["path"]).read_text())
     assert SEMVER.match(m["version"]) and m["created"] and m["code_version"]
-    assert [s["stage"] for s in m["stages"]] == STAGES[:-1]
-    assert [s["config"] for s in m["stages"]] == [results[s]["config"] for s in STAGES[:-1]]
+    assert [s["stage"] for s in m["stages"]] == DATASETS
+    assert [s["config"] for s in m["stages"]] == [results[s]["config"] for s in DATASETS]
+    assert [s["about"] for s in m["stages"]] == [chain.stage(s).about for s in DATASETS]
+    assert [r["step"] for r in m["funnel"]] == [label for s in chain.PIPELINE for _, label in s.funnel]
     dumps = sorted((demo_world / "reddit").iterdir())
     assert m["inputs"] == [
         {"name": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size} for p in dumps
@@ -116,7 +103,7 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
     pub = tmp_path / "published"
     assert main(["publish", results["manifest"]["path"], "--to", f"file://{pub}"]) == 0
     folder = pub / m["name"] / m["version"]
-    there = locate(folder / shard.relative_to(tmp_path / "tokens"), entry["token_start"] + 3)
+    there = locate(folder / shard.relative_to(tokens), entry["token_start"] + 3)
     assert there["document"] == where["document"] and "links_shard" not in there["reddit"]
     assert {k: there["reddit"][k] for k in REDDIT_KEYS} == {k: where["reddit"][k] for k in REDDIT_KEYS}
     import mlcroissant as mlc
@@ -127,7 +114,7 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
 
     # The same data through the in-process runner gives byte-identical datasets.
     local = LocalRunner()
-    for name in ["extract", "filter", "dedup", "tokenize"]:
+    for name in DATASETS[DATASETS.index("extract") :]:  # from the fetched pages on
         c = cfgs[name].model_copy(update={"output": cfgs[name].output + "-local"})
         if name != "extract":
             c = c.model_copy(update={"input": cfgs[name].input + "-local"})
@@ -139,8 +126,7 @@ def test_demo_world_end_to_end_on_ray(tmp_path, demo_world, replay, ray_runner):
 
     summary = train_run(
         TrainConfig(
-            data=str(tmp_path / "tokens"),
-            out_dir=str(tmp_path / "train"),
+            **chain.train_folders(str(tmp_path)),
             model="tiny",
             batch_size=4,
             max_steps=4,

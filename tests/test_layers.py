@@ -44,7 +44,8 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names]
+            full = [f"{node.module}.{a.name}" for a in node.names]
+            names = [name if name in known else node.module for name in full]
         else:
             continue
         for name in names:

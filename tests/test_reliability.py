@@ -19,7 +19,8 @@ import pytest
 
 from bench.fault_drills import CHAIN, DAMAGE, configs, damage, doc_ids, drill_pages, run_child
 from bench.pages import fetched_dataset
-from pipeline.chain import run_stage, stage_parts
+from pipeline import chain
+from pipeline.chain import run_stage
 from pipeline.cli import main
 from pipeline.core.dataset import Dataset
 from pipeline.core.errors import PipelineError
@@ -42,11 +43,11 @@ def uninterrupted(fetched, tmp_path_factory) -> dict:
 
 CHAIN_ON_RAY = """
 import json, sys
-from pipeline.chain import run_stage, stage_parts
+from pipeline.chain import run_stage, stage
 from pipeline.core.runner import RayRunner
 cfgs = json.loads(open(sys.argv[1]).read())
 runner = RayRunner(num_cpus=2)
-out = {n: run_stage(n, stage_parts(n)[1](**c), runner)["output_fingerprint"] for n, c in cfgs.items()}
+out = {n: run_stage(n, stage(n).config(**c), runner)["output_fingerprint"] for n, c in cfgs.items()}
 open(sys.argv[2], "w").write(json.dumps(out))
 """
 
@@ -121,7 +122,7 @@ def test_damaged_shards_are_refused_by_verify_and_by_the_next_stage(kind, uninte
     assert named == ["part-00001.parquet"]
     assert "part-00001.parquet" in capsys.readouterr().out
 
-    cfg = stage_parts("dedup")[1](input=str(src), output=str(tmp_path / "dedup"))
+    cfg = chain.stage("dedup").config(input=str(src), output=str(tmp_path / "dedup"))
     with pytest.raises(PipelineError, match=words) as err:
         run_stage("dedup", cfg, LocalRunner())
     assert "part-00001.parquet" in str(err.value)
@@ -157,7 +158,7 @@ def test_a_corrupt_stage_manifest_is_named_by_verify_and_by_the_next_stage(unint
     with pytest.raises(PipelineError, match=r"_stage.json: corrupt stage manifest at line \d+"):
         verify(src)
     assert main(["verify", str(src)]) == 2
-    cfg = stage_parts("dedup")[1](input=str(src), output=str(tmp_path / "dedup"))
+    cfg = chain.stage("dedup").config(input=str(src), output=str(tmp_path / "dedup"))
     with pytest.raises(PipelineError, match=r"_stage.json: corrupt JSON at line \d+"):
         run_stage("dedup", cfg, LocalRunner())
     assert not Dataset(cfg.output).is_complete()
@@ -173,7 +174,7 @@ def test_a_damaged_token_shard_is_refused_by_manifest_and_by_the_trainer(uninter
     shutil.copytree(uninterrupted["tokenize"]["config"]["output"], src)
     shard = sorted((src / "train").glob("*.arrow"))[0]
     damage("bit_flipped", shard, shard)
-    cfg = stage_parts("manifest")[1](input=str(src), output=str(tmp_path / "manifests"))
+    cfg = chain.stage("manifest").config(input=str(src), output=str(tmp_path / "manifests"))
     with pytest.raises(PipelineError, match=f"{shard.name}: sha256 .* differs from the recorded"):
         run_stage("manifest", cfg, None)
     assert not list((tmp_path / "manifests").rglob("manifest.json"))  # nothing that vouches for the damaged shard

@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import tomllib
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.core.errors import ConfigError
 
 
-class StageConfig(BaseModel):
+class Resources(BaseModel):
+    """What one task of a stage asks the cluster for; Ray schedules the task on a node that has it free."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpus: float = Field(1.0, gt=0)
+    memory_gb: float | None = Field(None, gt=0)  # None: no reservation (Ray's default)
+    gpus: float = Field(0.0, ge=0)
+
+
+class TypedConfig(BaseModel):
+    """A config: unknown keys refused, assignments validated, a fingerprint over what changes the output."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # Keys that change how a stage runs but not what it writes (worker counts, a proxy's port);
@@ -28,8 +40,21 @@ class StageConfig(BaseModel):
         return self.model_dump(mode="json")
 
     def fingerprint(self) -> str:
-        identity = {k: v for k, v in self.resolved().items() if k not in self.transport_keys}
+        skip = self.transport_keys | {"resources"}
+        identity = {k: v for k, v in self.resolved().items() if k not in skip}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+class StageConfig(TypedConfig):
+    """A stage's config: where it reads and writes, and what each of its tasks asks for."""
+
+    input: str | list[str]  # a dataset directory (harvest: dump files); chain.py fills it from the root
+    output: str  # the dataset directory it writes
+    resources: Resources = Resources()  # per task ([<stage>.resources] cpus = 2, memory_gb = 8, gpus = 1)
+
+    def task_resources(self) -> Resources:
+        """What each task asks for; a stage whose tasks use several threads says so here (tokenize)."""
+        return self.resources
 
 
 C = TypeVar("C", bound=BaseModel)

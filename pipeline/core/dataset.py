@@ -180,8 +180,14 @@ class Dataset:
     def write_record(self, name: str, record: dict[str, Any]) -> None:
         write_json(self.record_path(name), record)
 
-    def reset(self) -> None:
-        storage.remove_tree(self.path)
+    def reset(self, keep: tuple[str, ...] = ()) -> None:
+        """Delete the dataset; top-level entries named in `keep` stay (a stage's cache of its own)."""
+        if not keep:
+            storage.remove_tree(self.path)
+            return
+        for child in storage.children(self.path):
+            if child.name not in keep:
+                storage.remove_tree(child)
 
 
 def lineage(tokens_dir: str | Path) -> list[tuple[Dataset, dict[str, Any]]]:

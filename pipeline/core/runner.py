@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 
+from pipeline.core.config import Resources
 from pipeline.core.errors import PipelineError
 from pipeline.core.faults import fault_point
 
@@ -25,7 +26,9 @@ FORWARDED_ENV = ("TIKTOKEN_CACHE_DIR", "OWT_FASTTEXT_MODEL", "OWT_FAULT", "OWT_F
 
 
 class Runner(Protocol):
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *, desc: str) -> list[R]: ...
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str, resources: Resources | None = None
+    ) -> list[R]: ...
 
     def close(self) -> None: ...
 
@@ -35,9 +38,12 @@ def _progress(total: int, desc: str) -> tqdm:
 
 
 class LocalRunner:
-    """Runs every task in this process, one after another: for debugging with pdb and for tiny inputs."""
+    """Runs every task in this process, one after another: for debugging with pdb and for tiny inputs. Resources
+    are not reserved: one task runs at a time."""
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *, desc: str) -> list[R]:
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str, resources: Resources | None = None
+    ) -> list[R]:
         out: list[Any] = []
         failures: list[BaseException] = []
         with _progress(len(items), desc) as bar:
@@ -83,12 +89,19 @@ class RayRunner:
             ray.init(**kwargs)
             self._owned = True
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *, desc: str) -> list[R]:
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str, resources: Resources | None = None
+    ) -> list[R]:
         ray = self._ray
         if not items:
             return []
+        asks = resources or Resources()
+        self.check_fits(asks, desc)
+        options: dict[str, Any] = {"num_cpus": asks.cpus, "num_gpus": asks.gpus}
+        if asks.memory_gb is not None:
+            options["memory"] = int(asks.memory_gb * 2**30)
         # Tasks are idempotent (atomic writes, completion records), so Ray may rerun one after a worker dies.
-        remote = ray.remote(num_cpus=1, max_retries=3)(_on_node(fn))
+        remote = ray.remote(max_retries=3, **options)(_on_node(fn))
         refs = [remote.remote(item) for item in items]
         pending = list(refs)
         results: dict[Any, Any] = {}
@@ -106,6 +119,21 @@ class RayRunner:
                 driver_fault_point(desc, bar.n)
         raise_failures(failures, len(refs))
         return [results[ref] for ref in refs]
+
+    def check_fits(self, asks: Resources, desc: str) -> None:
+        """A task no node can hold would wait forever: say so, and which setting to change."""
+        nodes = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
+        need = {"CPU": asks.cpus, "GPU": asks.gpus, "memory": (asks.memory_gb or 0) * 2**30}
+        if any(all(node.get(k, 0) >= v for k, v in need.items() if v) for node in nodes):
+            return
+        biggest = {k: max((node.get(k, 0) for node in nodes), default=0) for k in need}
+        stage = desc.split(" ")[0]
+        raise PipelineError(
+            f"{desc}: each task asks for {asks.cpus:g} CPUs, {asks.gpus:g} GPUs, "
+            f"{asks.memory_gb or 0:g} GB of memory, but the largest node has {biggest['CPU']:g} CPUs, "
+            f"{biggest['GPU']:g} GPUs and {biggest['memory'] / 2**30:.1f} GB; lower [{stage}.resources] "
+            "(or the stage's threads) or add a bigger node"
+        )
 
     def close(self) -> None:
         if self._owned:

@@ -10,11 +10,13 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pipeline.core import storage
 from pipeline.core.config import StageConfig
@@ -23,31 +25,80 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.faults import fault_point
 from pipeline.core.runner import Runner
 
+C = TypeVar("C", bound=StageConfig)
+P = TypeVar("P")
+# A shard's completion record: JSON, written by finish_shard and read back on resume (files, rows, drops, and what
+# a stage adds for its own totals).
+Record = dict[str, Any]
+
 
 @dataclass
-class ShardTask:
+class ShardTask(Generic[C, P]):
+    """One unit of a stage's work, shipped to a worker: `payload` is what this kind of task needs beyond its input
+    files (a hash bucket, a plan of token pieces...), a typed value of the stage's own; None when nothing."""
+
     name: str  # output shard name, e.g. "part-00003"
     inputs: list[str]  # input files (absolute paths)
     output: str  # the output dataset directory
-    config: Any  # the stage's config (picklable pydantic model)
-    extra: dict[str, Any] = field(default_factory=dict)
+    config: C
+    payload: P
+    # The task's own input, as its record keeps it: a rerun skips the task when its record names the same.
+    input_fingerprint: str | None = None
+    # Input files re-hashed before the task reads them: path -> (sha256, bytes), as their stage recorded them.
+    verify: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage(Generic[C]):
+    """One step of the pipeline as chain.py declares it: everything the CLI, the demo, job submission, the DAG,
+    the manifest's funnel, the dataset card and Croissant know of it."""
+
+    name: str
+    config: type[C]
+    run: Callable[[C, Runner | None, bool], Record]  # (config, runner, overwrite) -> the stage manifest
+    output: str  # its dataset's folder under the run's root
+    # The funnel rows it adds to the dataset card: (key of its stage manifest: rows_in, rows_out or tokens, label).
+    funnel: tuple[tuple[str, str], ...] = ()
+    about: str = ""  # what it does, one or two sentences: the card's and Croissant's text
+    shown: tuple[str, ...] = ()  # config keys shown beside that text
+    # The folder it reads under the root: the previous stage's output (the default), or None when the config must
+    # name its input (harvest's dumps).
+    input: str | None = "previous"
+    uses_ray: bool = True
+
+    def described(self) -> dict[str, Any]:
+        """What the stage manifest records of the stage, so a corpus describes the chain that made it."""
+        return {"about": self.about, "funnel": [list(f) for f in self.funnel], "shown": list(self.shown)}
+
+
+_RUNNING: ContextVar[Stage[Any] | None] = ContextVar("running_stage", default=None)
+
+
+@contextmanager
+def running(stage: Stage[Any]) -> Iterator[None]:
+    """While `stage` runs: StageRun records its description in the stage manifest."""
+    token = _RUNNING.set(stage)
+    try:
+        yield
+    finally:
+        _RUNNING.reset(token)
 
 
 def finish_shard(
-    task: ShardTask,
+    task: ShardTask[Any, Any],
     files: Sequence[Path],
     rows_in: int,
     rows_out: int,
-    drops: Counter | dict[str, int] | None = None,
+    drops: Counter[str] | dict[str, int] | None = None,
     extra: dict[str, Any] | None = None,
     records_dir: str = "",
-) -> dict[str, Any]:
+) -> Record:
     """Hash the shard's files and write its completion record, last, so a killed task leaves no record."""
     ds = Dataset(task.output)
     fault_point(f"shard.{records_dir + '/' if records_dir else ''}{task.name}.record")  # files written, no record
     record = {
         "name": task.name,
-        "input_fingerprint": task.extra.get("input_fingerprint"),
+        "input_fingerprint": task.input_fingerprint,
         "rows_in": rows_in,
         "rows_out": rows_out,
         "drops": dict(sorted((drops or {}).items())),
@@ -60,12 +111,12 @@ def finish_shard(
     return record
 
 
-def check_inputs(task: ShardTask) -> None:
+def check_inputs(task: ShardTask[Any, Any]) -> None:
     """Re-hash the input files a task is about to read against the sha256 their stage recorded
-    (`task.extra["verify"]`: path -> (sha256, bytes)). A shard truncated, bit-flipped or replaced since its stage
+    (`task.verify`: path -> (sha256, bytes)). A shard truncated, bit-flipped or replaced since its stage
     finished is refused with its name, instead of being read into output that looks complete. Costs one extra
     read of the inputs (~1 GB/s), small next to any stage's own work."""
-    for path, (sha, size) in task.extra.get("verify", {}).items():
+    for path, (sha, size) in task.verify.items():
         check_file(path, sha, size)
 
 
@@ -88,11 +139,11 @@ def check_file(path: str | Path, sha: str, size: int, hint: str = "rerun the sta
         )
 
 
-def verified(fn: Callable[[ShardTask], dict[str, Any]]) -> Callable[[ShardTask], dict[str, Any]]:
+def verified(fn: Callable[[ShardTask[C, P]], Record]) -> Callable[[ShardTask[C, P]], Record]:
     """`fn`, after `check_inputs`."""
 
     @functools.wraps(fn)
-    def run(task: ShardTask) -> dict[str, Any]:
+    def run(task: ShardTask[C, P]) -> Record:
         check_inputs(task)
         return fn(task)
 
@@ -100,7 +151,7 @@ def verified(fn: Callable[[ShardTask], dict[str, Any]]) -> Callable[[ShardTask],
 
 
 def verify_entries(root: Path, files: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
-    """`task.extra["verify"]` for some files of a finished dataset's completion records."""
+    """`task.verify` for some files of a finished dataset's completion records."""
     return {str(root / f["path"]): (f["sha256"], f["bytes"]) for f in files}
 
 
@@ -114,7 +165,7 @@ def combined_fingerprint(parts: list[str]) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 class StageRun:
@@ -122,7 +173,7 @@ class StageRun:
 
     Reuse: if the directory already holds a finished run with the same config fingerprint and input
     fingerprints, nothing runs (`reused` is True). Resume: a run with the same config skips every shard whose
-    completion record names the same input fingerprint as its task now (`extra["input_fingerprint"]`), so after
+    completion record names the same input fingerprint as its task now (`task.input_fingerprint`), so after
     an input changed only the affected shards are redone. A different config is refused unless `overwrite`.
     """
 
@@ -132,10 +183,12 @@ class StageRun:
         config: StageConfig,
         output: str | Path,
         inputs: dict[str, str],
-        runner: Runner,
+        runner: Runner | None,
         overwrite: bool = False,
+        keep: tuple[str, ...] = (),
     ):
         self.stage = stage
+        self.keep = keep  # top-level folders an --overwrite leaves in place (annotate's cache)
         self.config = config
         self.out = Dataset(output)
         self.inputs = inputs
@@ -166,7 +219,7 @@ class StageRun:
                         f"output {self.out.uri} holds a {previous.get('identity', {}).get('stage', '?')} run with "
                         "a different config or input; choose another output or pass --overwrite"
                     )
-                self.out.reset()
+                self.out.reset(self.keep)
         elif storage.has_files(self.out.path):
             if not overwrite:
                 raise PipelineError(
@@ -182,36 +235,43 @@ class StageRun:
 
     def map(
         self,
-        fn: Callable[[ShardTask], dict[str, Any]],
-        tasks: Sequence[ShardTask],
+        fn: Callable[[ShardTask[C, P]], Record],
+        tasks: Sequence[ShardTask[C, P]],
         desc: str,
         records_dir: str = "",
-    ) -> list[dict[str, Any]]:
-        """Run `fn` over the tasks that have no completion record yet; return every record, in task order."""
-        records: dict[str, dict[str, Any]] = {}
+    ) -> list[Record]:
+        """Run `fn` over the tasks that have no completion record yet, each with the resources the stage asks for;
+        return every record, in task order."""
+        records: dict[str, Record] = {}
         todo = []
         for t in tasks:
             rec = self.out.done_record(f"{records_dir}/{t.name}" if records_dir else t.name)
-            if rec is not None and rec.get("input_fingerprint") == t.extra.get("input_fingerprint"):
+            if rec is not None and rec.get("input_fingerprint") == t.input_fingerprint:
                 records[t.name] = rec
             else:
                 todo.append(t)
         if records:
             self.resumed_shards += len(records)
             print(f"{self.stage}: {len(records)}/{len(tasks)} {desc} shards already done, resuming")
-        for t, rec in zip(todo, self.runner.map(verified(fn), todo, desc=f"{self.stage} {desc}")):
+        done: list[Record] = []
+        if todo:
+            if self.runner is None:
+                raise PipelineError(f"{self.stage}: has shard tasks to run but was given no runner")
+            resources = self.config.task_resources()
+            done = self.runner.map(verified(fn), todo, desc=f"{self.stage} {desc}", resources=resources)
+        for t, rec in zip(todo, done):
             records[t.name] = rec
         return [records[t.name] for t in tasks]
 
     def finish(
         self,
-        shards: list[dict[str, Any]],
+        shards: list[Record],
         rows_in: int | None = None,
         drops: dict[str, int] | None = None,
         extra: dict[str, Any] | None = None,
         rows_out: int | None = None,
-    ) -> dict[str, Any]:
-        total_drops: Counter = Counter()
+    ) -> Record:
+        total_drops: Counter[str] = Counter()
         for s in shards:
             total_drops.update(s.get("drops", {}))
         if drops is not None:
@@ -233,39 +293,44 @@ class StageRun:
             "resumed_shards": self.resumed_shards,
             **(extra or {}),
         }
+        stage = _RUNNING.get()
+        if stage is not None and stage.name == self.stage:
+            manifest["about"] = stage.described()
         write_json(self.out.stage_file, manifest)
         return manifest
 
 
 def run_shardwise(
     stage: str,
-    cfg: Any,
-    fn: Callable[[ShardTask], dict[str, Any]],
-    runner: Runner,
+    cfg: C,
+    fn: Callable[[ShardTask[C, None]], Record],
+    runner: Runner | None,
     overwrite: bool = False,
     desc: str = "shards",
-    totals: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    totals: Callable[[list[Record]], dict[str, Any]] | None = None,
     also_verify: str | None = None,
-) -> dict[str, Any]:
+    keep: tuple[str, ...] = (),
+) -> Record:
     """The common case: one task per input shard (its .parquet file), one output shard per task.
     `totals` adds stage-level figures computed from the shard records to the stage manifest. Each task checks its
     input shard's hash first, and those of the same input shard's files under `also_verify` (extract: `warc/`)."""
+    assert isinstance(cfg.input, str), f"{stage} reads one dataset"
     src = Dataset(cfg.input)
-    run_ = StageRun(stage, cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite)
+    run_ = StageRun(stage, cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite, keep)
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
     out = str(run_.out.path.resolve())
     record_of = {src.path / f["path"]: s["files"] for s in src.manifest()["shards"] for f in s["files"]}
-    tasks = []
+    tasks: list[ShardTask[C, None]] = []
     for p, entry in src.shard_entries(".parquet"):
         files = [entry] + [f for f in record_of[p] if also_verify and f["path"].startswith(also_verify)]
-        extra = {"input_fingerprint": entry["sha256"], "verify": verify_entries(src.path, files)}
-        tasks.append(ShardTask(p.stem, [str(p.resolve())], out, cfg, extra))
+        verify = verify_entries(src.path, files)
+        tasks.append(ShardTask(p.stem, [str(p.resolve())], out, cfg, None, entry["sha256"], verify))
     shards = run_.map(fn, tasks, desc)
     return run_.finish(shards, extra=totals(shards) if totals else None)
 
 
-def summary_line(manifest: dict[str, Any]) -> str:
+def summary_line(manifest: Record) -> str:
     drops = ", ".join(f"{k} {v:,}" for k, v in sorted(manifest["drops"].items(), key=lambda kv: -kv[1]))
     return (
         f"{manifest['stage']}: {manifest['rows_in']:,} in -> {manifest['rows_out']:,} out"

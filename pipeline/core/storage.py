@@ -31,6 +31,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -204,13 +205,14 @@ def pull(path: str | Path) -> Path:
     return p
 
 
-def open_input(path: str | Path):
+def open_input(path: str | Path) -> BinaryIO:
     """A binary stream of a local file or of the object a mirror path stands for (read straight from the store)."""
     remote = remote_of(path)
     if remote is None:
         return open(path, "rb")
     try:
-        return remote.fs.open_input_stream(remote.path, compression=None)
+        # a pyarrow NativeFile: read(), readinto() and close() as a binary file has them
+        return cast(BinaryIO, remote.fs.open_input_stream(remote.path, compression=None))
     except FileNotFoundError:
         raise PipelineError(f"{remote.uri}: not found") from None
 
@@ -260,6 +262,16 @@ def glob(folder: str | Path, pattern: str) -> list[Path]:
     return sorted(folder / n for n in names if fnmatch.fnmatchcase(n, pattern))
 
 
+def children(folder: str | Path) -> list[Path]:
+    """Files and folders directly in `folder` (mirror paths for a remote folder), sorted."""
+    folder = Path(folder)
+    remote = remote_of(folder)
+    if remote is None:
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+    names = {posixpath.basename(i.path) for i in _listing(remote, recursive=False)}
+    return sorted(folder / n for n in names)
+
+
 def read_text(path: str | Path) -> str:
     """A small state file, read from its object every time (never from a possibly stale mirror copy)."""
     remote = remote_of(path)
@@ -285,8 +297,15 @@ def unlink(path: str | Path) -> None:
 
 
 def remove_tree(path: str | Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """A folder and everything in it, or one file; locally and, for a mirror path, on the store."""
+    if Path(path).is_file():
+        Path(path).unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
     remote = remote_of(path)
     if remote is not None:
         with contextlib.suppress(FileNotFoundError):
-            remote.fs.delete_dir(remote.path)
+            if _info(remote).type == pafs.FileType.File:
+                remote.fs.delete_file(remote.path)
+            else:
+                remote.fs.delete_dir(remote.path)

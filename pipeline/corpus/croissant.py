@@ -75,36 +75,6 @@ INDEX_NOTES = {
     "documents_row": "its row in that file",
 }
 
-# What each stage does (fixed by the code), and which of its settings are shown when the manifest has them.
-STAGE_TEXT = {
-    "harvest": "Reddit submissions read from the dumps; outbound links kept by score, date and blocklists, "
-    "URLs normalized and deduplicated.",
-    "fetch": "Every unique URL fetched over HTTP(S) with per-host politeness; raw responses kept as WARC.",
-    "extract": "Main text extracted from each page with trafilatura; language scored with fastText lid.176; "
-    "GPT-2 tokens counted.",
-    "filter": "Wikipedia dropped; documents kept in the chosen languages above a language score and a minimum length.",
-    "dedup": "Exact duplicates, then near-duplicates (MinHash + LSH over word n-grams) removed; one document kept "
-    "per cluster (the highest Reddit score).",
-    "tokenize": "GPT-2 BPE tokens, end-of-text after every document; train/val split by URL hash.",
-}
-STAGE_KEYS = {
-    "harvest": ["months", "min_score", "score_mode", "created_before", "drop_self_posts", "drop_nsfw"],
-    "fetch": [
-        "connect_timeout_s",
-        "read_timeout_s",
-        "deadline_s",
-        "max_bytes",
-        "max_redirects",
-        "retries",
-        "obey_robots",
-        "min_host_delay_s",
-    ],
-    "extract": ["favor_precision", "favor_recall", "include_comments", "include_tables", "timeout_s"],
-    "filter": ["drop_wikipedia", "drop_wikimedia", "languages", "min_lang_score", "min_tokens", "quality_rules"],
-    "dedup": ["ngram", "num_perm", "threshold", "bands", "rows", "verify"],
-    "tokenize": ["tokenizer", "val_fraction", "shard_tokens"],
-}
-
 
 def croissant(manifest: dict[str, Any], *, url: str | None = None, creator: str | None = None) -> dict[str, Any]:
     """The Croissant JSON-LD of a corpus. `url` and `creator` default to the manifest's own keys, then to "."
@@ -212,8 +182,8 @@ def languages(manifest: dict[str, Any]) -> list[str]:
     return list(langs) if langs else ["en"]
 
 
-def settings(stage: str, config: dict[str, Any]) -> str:
-    shown = [f"{k}={fmt_value(config[k])}" for k in STAGE_KEYS.get(stage, []) if config.get(k) is not None]
+def settings(keys: list[str], config: dict[str, Any]) -> str:
+    shown = [f"{k}={fmt_value(config[k])}" for k in keys if config.get(k) is not None]
     return ", ".join(shown)
 
 
@@ -228,12 +198,13 @@ def fmt_value(v: Any) -> str:
 
 
 def build_steps(manifest: dict[str, Any]) -> list[str]:
-    """One sentence per stage, oldest first, with the settings it ran with."""
+    """One sentence per stage, oldest first, with the settings it ran with: the text and keys its entry in
+    chain.py declares, as its stage manifest recorded them."""
     steps = []
     for st in manifest.get("stages", []):
         name = st.get("stage", "?")
-        text = STAGE_TEXT.get(name, f"Stage {name}.")
-        shown = settings(name, st.get("config") or {})
+        text = st.get("about") or f"Stage {name}."
+        shown = settings(st.get("shown") or [], st.get("config") or {})
         steps.append(f"{name}: {text}" + (f" ({shown})" if shown else ""))
     return steps
 

@@ -222,21 +222,22 @@ def toml_literal(value: Any) -> str:
     return json.dumps(value)
 
 
-def entrypoint(target: str, config: str | None, overrides: list[str]) -> str:
-    """The command the job runs: the target's config resolved here, every key passed as `--set`."""
-    from pipeline.chain import STAGES, stage_parts
-    from pipeline.core.config import load_config
+def entrypoint(target: str, config: str | None, overrides: list[str], root: str | None = None) -> str:
+    """The command the job runs: the target's config resolved here (datasets under the root), every key passed as
+    `--set`."""
+    from pipeline import chain
+    from pipeline.core.config import TypedConfig
 
-    if target == "train":
-        from model.train import TrainConfig
-
-        cls, module = TrainConfig, "model.train"
-    elif target in STAGES:
-        cls, module = stage_parts(target)[1], "pipeline " + target
-    else:
-        raise PipelineError(f"submit: unknown target {target!r} (stages: {', '.join(STAGES)}, train, all)")
     mine = [o.split(".", 1)[1] for o in overrides if o.startswith(target + ".")]
-    cfg = load_config(cls, target, config, mine)
+    cfg: TypedConfig
+    if target == "train":
+        from model.train import load_train_config
+
+        cfg, module = load_train_config(config, mine, root), "model.train"
+    elif target in chain.names():
+        cfg, module = chain.config_for(target, config, mine, root=root), "pipeline " + target
+    else:
+        raise PipelineError(f"submit: unknown target {target!r} (stages: {', '.join(chain.names())}, train, all)")
     args = []
     # Only what differs from the defaults (the job's stage saves its whole resolved config with its output).
     for key, value in flat(cfg.model_dump(mode="json", exclude_defaults=True)):
@@ -265,11 +266,12 @@ def submit(
     project: Path = PROJECT,
     wait: bool = True,
     cluster_dir: Path = DEFAULT_DIR,
+    root: str | None = None,
 ) -> int:
-    from pipeline.chain import STAGES
+    from pipeline import chain
 
     if targets == ["all"]:
-        targets = list(STAGES)
+        targets = chain.names()
     if not wait and len(targets) > 1:
         # Each stage reads the previous one's finished output: only a watched job can gate the next.
         raise PipelineError("submit: --no-wait takes a single target (stages run in order, each after the last)")
@@ -277,7 +279,7 @@ def submit(
         os.environ["RAY_AUTH_MODE"] = "token"  # before ray is imported, as `ray start` enabled it
     from ray.job_submission import JobSubmissionClient
 
-    commands = [(t, entrypoint(t, config, overrides)) for t in targets]  # every config checked before any job
+    commands = [(t, entrypoint(t, config, overrides, root)) for t in targets]  # every config checked before any job
     client = job_client(JobSubmissionClient, job_address(address, cluster_dir))
     url = client.get_address()
     from pipeline.core.runner import FORWARDED_ENV
@@ -356,10 +358,10 @@ def main_cluster(argv: list[str] | None = None) -> int:
             n = cluster_down(args.dir)
             print(f"cluster: stopped {n} processes of {args.dir.resolve()}")
         else:
-            info = cluster_info(args.dir)
-            alive = len(cluster_processes(args.dir)) if info else 0
-            print(json.dumps({"cluster": info, "processes": alive}, indent=2))
-            return 0 if info and alive else 1
+            found = cluster_info(args.dir)
+            alive = len(cluster_processes(args.dir)) if found else 0
+            print(json.dumps({"cluster": found, "processes": alive}, indent=2))
+            return 0 if found and alive else 1
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -370,6 +372,7 @@ def main_submit(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline submit", description="stages as Ray jobs, in order")
     ap.add_argument("targets", nargs="+", metavar="TARGET", help="stages, `all` (every stage) or `train`")
     ap.add_argument("--config", metavar="FILE", help="TOML file with a table per stage")
+    ap.add_argument("--root", help="where the datasets go (default: the config's [pipeline] root)")
     ap.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a key"
     )
@@ -379,7 +382,13 @@ def main_submit(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return submit(
-            args.targets, args.config, args.overrides, args.address, wait=not args.no_wait, cluster_dir=args.cluster_dir
+            args.targets,
+            args.config,
+            args.overrides,
+            args.address,
+            wait=not args.no_wait,
+            cluster_dir=args.cluster_dir,
+            root=args.root,
         )
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -8,12 +8,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.config import load_config, read_file_section
+from pipeline import chain
+from pipeline.core.config import StageConfig, load_config, read_file_section
 from pipeline.core.errors import PipelineError
 from pipeline.ops.demo_world import generate
+from pipeline.stages.fetch import FetchConfig
 from pipeline.web.replay import ReplayServer, warc_files_in
 
-PIPELINE = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
 DEFAULT_RUN_DIR = "runs/demo"
 
 
@@ -34,16 +35,19 @@ def _relocate(values: dict[str, Any], run_dir: str) -> dict[str, Any]:
     return {k: move(v) for k, v in values.items()}
 
 
-def stage_config(name: str, cls, config_file: Path, run_dir: str, overrides: list[str]):
+def _mine(name: str, overrides: list[str]) -> list[str]:
+    return [o[len(name) + 1 :] for o in overrides if o.startswith(f"{name}.")]
+
+
+def stage_config(name: str, config_file: Path, run_dir: str, overrides: list[str]) -> StageConfig:
+    """The stage's table of the demo config (its runs/demo paths moved to run_dir), datasets under run_dir."""
     base = _relocate(read_file_section(config_file, name), run_dir)
-    mine = [o for o in overrides if o.startswith(f"{name}.")]
-    return load_config(cls, name, None, [o[len(name) + 1 :] for o in mine], base=base)
+    return chain.config_for(name, None, _mine(name, overrides), root=run_dir, base=base)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     from model.train import TrainConfig, format_summary, plot_losses
     from model.train import run as train_run
-    from pipeline.chain import run_stage, stage_parts
     from pipeline.core.runner import make_runner
     from pipeline.corpus.published import verify
     from pipeline.stages.manifest import format_funnel
@@ -51,7 +55,7 @@ def run_demo(args: argparse.Namespace) -> int:
     t0 = time.time()
     config_file = Path(args.config) if args.config else demo_config_path()
     run_dir = args.run_dir.rstrip("/")
-    bad = [o for o in args.overrides if o.split(".", 1)[0] not in PIPELINE + ["train"] or "." not in o]
+    bad = [o for o in args.overrides if o.split(".", 1)[0] not in [*chain.names(), "train"] or "." not in o]
     if bad:
         raise PipelineError(f"demo --set takes stage.key=value (e.g. filter.min_tokens=64), got {bad[0]!r}")
     world = generate(Path(run_dir) / "world", articles=args.articles)
@@ -59,15 +63,17 @@ def run_demo(args: argparse.Namespace) -> int:
         ("demo world: reusing " if world.get("reused") else "demo world: wrote ")
         + f"{run_dir}/world ({world['submissions']} submissions, {world['pages']} pages)"
     )
-    configs = {
-        name: stage_config(name, stage_parts(name)[1], config_file, run_dir, args.overrides) for name in PIPELINE
-    }
+    configs = {name: stage_config(name, config_file, run_dir, args.overrides) for name in chain.names()}
     runner = make_runner(args.runner, args.address)
     try:
         with ReplayServer(warc_files_in([Path(run_dir) / "world" / "web"])) as proxy:
             print(f"demo web: replaying {run_dir}/world/web on {proxy} (fetch goes through it as a proxy)")
-            configs["fetch"].proxy = proxy
-            results = {name: run_stage(name, configs[name], runner, overwrite=args.overwrite) for name in PIPELINE}
+            fetch_cfg = configs["fetch"]
+            assert isinstance(fetch_cfg, FetchConfig)
+            fetch_cfg.proxy = proxy
+            results = {
+                name: chain.run_stage(name, cfg, runner, overwrite=args.overwrite) for name, cfg in configs.items()
+            }
         manifest = results["manifest"]
         print(f"manifest: {manifest['path']} (dataset card: README.md, Croissant: croissant.json beside it)")
         print(format_funnel(manifest))
@@ -76,7 +82,8 @@ def run_demo(args: argparse.Namespace) -> int:
         if not report.clean:
             raise PipelineError("the corpus does not match its manifest:\n" + "\n".join(report.lines()))
         if not args.skip_train:
-            tcfg = stage_config("train", TrainConfig, config_file, run_dir, args.overrides)
+            base = chain.train_folders(run_dir) | _relocate(read_file_section(config_file, "train"), run_dir)
+            tcfg = load_config(TrainConfig, "train", None, _mine("train", args.overrides), base=base)
             if args.runner == "local":
                 tcfg.mode = "local"
             summary = train_run(tcfg)

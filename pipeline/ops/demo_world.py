@@ -19,7 +19,7 @@ import io
 import json
 import lzma
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,12 @@ from warcio.warcwriter import WARCWriter
 from pipeline.core.dataset import atomic_path, write_json
 
 LANGS = {"en": "en_US", "de": "de_DE", "fr": "fr_FR", "es": "es_ES", "it": "it_IT", "nl": "nl_NL", "ru": "ru_RU"}
-CUTOFF = int(datetime(2017, 12, 1, tzinfo=timezone.utc).timestamp())
+CUTOFF = int(datetime(2017, 12, 1, tzinfo=UTC).timestamp())
 DUMPS = [("RS_2011-05.zst", 2011, 5), ("RS_2014-09.xz", 2014, 9), ("RS_2017-11.bz2", 2017, 11)]
 
 
 def _ts(year: int, month: int, rng: random.Random) -> int:
-    return int(datetime(year, month, 1, tzinfo=timezone.utc).timestamp()) + rng.randrange(27 * 86400)
+    return int(datetime(year, month, 1, tzinfo=UTC).timestamp()) + rng.randrange(27 * 86400)
 
 
 class World:

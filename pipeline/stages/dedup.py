@@ -16,6 +16,7 @@ Four phases; only ids and hashes cross tasks, never texts (docs/DEDUP.md has the
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,8 @@ from scipy.sparse.csgraph import connected_components
 from pipeline.core import storage
 from pipeline.core.config import StageConfig
 from pipeline.core.dataset import Dataset, atomic_path, read_parquet, write_parquet
-from pipeline.core.stage import ShardTask, StageRun, combined_fingerprint, finish_shard, verify_entries
+from pipeline.core.runner import Runner
+from pipeline.core.stage import Record, ShardTask, StageRun, combined_fingerprint, finish_shard, verify_entries
 from pipeline.text.minhash import MinHasher, fmix64
 
 
@@ -314,6 +316,14 @@ def find_duplicates(sigs: pa.Table, cfg: DedupConfig, workdir: Path) -> pa.Table
 # ---- Ray layer ----
 
 
+@dataclass(frozen=True)
+class ClusterInputs:
+    """The clusters task reads every partition's edges and every shard's signatures."""
+
+    edges: list[str]
+    signatures: list[str]
+
+
 def write_arrow(table: pa.Table, path: str | Path) -> None:
     """Uncompressed Arrow IPC, atomically: memory-mappable, so phase 3 reads only the rows it needs."""
     with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, table.schema) as w:
@@ -324,7 +334,8 @@ def read_arrow(path: str | Path) -> pa.Table:
     return ipc.open_file(pa.memory_map(str(storage.pull(path)))).read_all()
 
 
-def signatures_shard(task: ShardTask) -> dict[str, Any]:
+def signatures_shard(task: ShardTask[DedupConfig, int]) -> Record:
+    """payload: the shard's index, the high half of its documents' ids."""
     cfg: DedupConfig = task.config
     (path,) = task.inputs
     docs = read_parquet(path, columns=["url_hash", "score", "first_created_utc", "text"])
@@ -332,13 +343,13 @@ def signatures_shard(task: ShardTask) -> dict[str, Any]:
     work = Path(task.output) / "_work"
     files = [work / "signatures" / f"{task.name}.arrow"]
     write_arrow(sigs, files[0])
-    for p, entries in enumerate(shuffle_entries(sigs, task.extra["shard_index"], cfg)):
+    for p, entries in enumerate(shuffle_entries(sigs, task.payload, cfg)):
         files.append(work / "entries" / f"p{p:04d}" / f"{task.name}.arrow")
         write_arrow(entries, files[-1])
     return finish_shard(task, files, rows_in=docs.num_rows, rows_out=docs.num_rows, records_dir="_work/signatures")
 
 
-def bucket_task(task: ShardTask) -> dict[str, Any]:
+def bucket_task(task: ShardTask[DedupConfig, None]) -> Record:
     entries = pa.concat_tables([read_arrow(p) for p in task.inputs]) if task.inputs else ENTRY_SCHEMA.empty_table()
     edges = candidate_edges(entries)
     out = Path(task.output) / "_work" / "edges" / f"{task.name}.arrow"
@@ -346,10 +357,10 @@ def bucket_task(task: ShardTask) -> dict[str, Any]:
     return finish_shard(task, [out], rows_in=entries.num_rows, rows_out=edges.num_rows, records_dir="_work/edges")
 
 
-def cluster_task(task: ShardTask) -> dict[str, Any]:
+def cluster_task(task: ShardTask[DedupConfig, ClusterInputs]) -> Record:
     cfg: DedupConfig = task.config
-    store = SignatureStore(task.extra["signatures"])
-    removed, candidates, kept = removals([read_arrow(p) for p in task.extra["edges"]], store, cfg)
+    store = SignatureStore(task.payload.signatures)
+    removed, candidates, kept = removals([read_arrow(p) for p in task.payload.edges], store, cfg)
     out = Path(task.output) / "_work" / "removed.parquet"
     write_parquet(removed, out)
     n_docs = sum(t.num_rows for t in store.tables)
@@ -363,7 +374,7 @@ def cluster_task(task: ShardTask) -> dict[str, Any]:
     )
 
 
-def remove_shard(task: ShardTask) -> dict[str, Any]:
+def remove_shard(task: ShardTask[DedupConfig, None]) -> Record:
     path, removed_path = task.inputs
     t = read_parquet(path)
     removed = read_parquet(removed_path)
@@ -376,7 +387,7 @@ def remove_shard(task: ShardTask) -> dict[str, Any]:
     return finish_shard(task, [out], rows_in=t.num_rows, rows_out=kept.num_rows, drops=drops)
 
 
-def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
+def run(cfg: DedupConfig, runner: Runner | None, overwrite: bool = False) -> Record:
     src = Dataset(cfg.input)
     run_ = StageRun("dedup", cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite)
     if run_.reused:
@@ -389,7 +400,7 @@ def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
         [
             # The index is part of every document id: a shard whose index moved (another shard added before it)
             # must be redone.
-            ShardTask(p.stem, [str(p)], out, cfg, {"input_fingerprint": f"{sha}:{i}", "shard_index": i, "verify": v})
+            ShardTask(p.stem, [str(p)], out, cfg, i, f"{sha}:{i}", v)
             for i, (p, sha, v) in enumerate(inputs)
         ],
         "signatures",
@@ -405,7 +416,8 @@ def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
                 files,
                 out,
                 cfg,
-                {"input_fingerprint": combined_fingerprint([r["files"][1 + p]["sha256"] for r in sig_recs])},
+                None,
+                combined_fingerprint([r["files"][1 + p]["sha256"] for r in sig_recs]),
             )
             for p, files in enumerate(by_partition)
         ],
@@ -418,15 +430,7 @@ def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
     )
     (cluster_rec,) = run_.map(
         cluster_task,
-        [
-            ShardTask(
-                "clusters",
-                [],
-                out,
-                cfg,
-                {"input_fingerprint": fingerprint, "edges": edge_files, "signatures": sig_files},
-            )
-        ],
+        [ShardTask("clusters", [], out, cfg, ClusterInputs(edges=edge_files, signatures=sig_files), fingerprint)],
         "clusters",
         records_dir="_work/clusters",
     )
@@ -434,10 +438,7 @@ def run(cfg: DedupConfig, runner, overwrite: bool = False) -> dict[str, Any]:
     removed_sha = cluster_rec["files"][0]["sha256"]
     shards = run_.map(
         remove_shard,
-        [
-            ShardTask(p.stem, [str(p), removed], out, cfg, {"input_fingerprint": f"{sha}:{removed_sha}", "verify": v})
-            for p, sha, v in inputs
-        ],
+        [ShardTask(p.stem, [str(p), removed], out, cfg, None, f"{sha}:{removed_sha}", v) for p, sha, v in inputs],
         "remove",
     )
     extra = {k: cluster_rec[k] for k in ("candidate_edges", "verified_edges")}

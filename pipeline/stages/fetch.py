@@ -18,7 +18,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ from pipeline import __version__
 from pipeline.core import storage
 from pipeline.core.config import StageConfig
 from pipeline.core.dataset import atomic_path, read_parquet, write_parquet
-from pipeline.core.stage import ShardTask, finish_shard, run_shardwise
+from pipeline.core.runner import Runner
+from pipeline.core.stage import Record, ShardTask, finish_shard, run_shardwise
 from pipeline.text.warc import WarcShardWriter
 from pipeline.web.netguard import AddressPolicy, BlockedAddress, GuardedAdapter
 from pipeline.web.politeness import ROBOTS_MAX_BYTES, Deadlines, HostGate, RateLimiter, Robots
@@ -96,7 +97,9 @@ class CappedRetry(Retry):
 
     max_retry_after_s = 10.0
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+    def increment(  # type: ignore[override,no-untyped-def]  # urllib3's signature, untyped there
+        self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None
+    ) -> Retry:
         if response is not None:
             after = self.get_retry_after(response)
             if after is not None and after > self.max_retry_after_s:
@@ -130,11 +133,13 @@ def detect_charset(content_type: str, body: bytes) -> str | None:
 
 def error_class(e: BaseException) -> str:
     """The most telling cause in the chain requests and urllib3 wrap around a failure, or ""."""
-    queue, seen = [e], set()
+    queue: list[object] = [e]
+    seen: set[int] = set()
     while queue:
-        e = queue.pop(0)
-        if not isinstance(e, BaseException) or id(e) in seen:  # ssl errors have a string `reason`
+        item = queue.pop(0)
+        if not isinstance(item, BaseException) or id(item) in seen:  # ssl errors have a string `reason`
             continue
+        e = item
         seen.add(id(e))
         if isinstance(e, BlockedAddress):
             return "blocked_address"
@@ -238,7 +243,7 @@ class Fetcher:
         return (self.cfg.connect_timeout_s, self.cfg.read_timeout_s)
 
     def fetch(self, url: str) -> dict[str, Any]:
-        row: dict[str, Any] = {"url": url, "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        row: dict[str, Any] = {"url": url, "fetched_at": datetime.now(UTC).isoformat(timespec="seconds")}
         try:
             row |= self._fetch(url)
         # OSError and ValueError too: a socket shut by the deadline, a malformed header urllib3 let through.
@@ -401,12 +406,12 @@ class Segments:
         self.next += 1
 
 
-def fetch_shard(task: ShardTask) -> dict[str, Any]:
+def fetch_shard(task: ShardTask[FetchConfig, None]) -> Record:
     cfg: FetchConfig = task.config
     (links_path,) = task.inputs
     links = read_parquet(links_path)
     out = Path(task.output)
-    segments = Segments(out, task.name, str(task.extra.get("input_fingerprint")), cfg.warc_gzip_level)
+    segments = Segments(out, task.name, str(task.input_fingerprint), cfg.warc_gzip_level)
     fetched = set(segments.table().column("url").to_pylist())
     todo = _interleaved([u for u in links.column("url").to_pylist() if u not in fetched])
     started = time.time()
@@ -454,5 +459,5 @@ def fetch_shard(task: ShardTask) -> dict[str, Any]:
     return record
 
 
-def run(cfg, runner, overwrite: bool = False) -> dict[str, Any]:
+def run(cfg: FetchConfig, runner: Runner | None, overwrite: bool = False) -> Record:
     return run_shardwise("fetch", cfg, fetch_shard, runner, overwrite, desc="pages")

@@ -1,27 +1,53 @@
-"""filter: drop Wikipedia, keep the chosen languages above a score, drop short documents.
+"""filter: drop Wikipedia, then every document a rule drops: `column op value`, each rule with its drop reason.
 
-Cheap by design: the language (`lang`, `lang_score`) and the length (`n_tokens`) were computed by extract, so this
-stage only compares columns with thresholds and a rerun with another threshold never runs the model again.
+Cheap by design: the columns are annotate's (language, length, quality signals, a classifier's score), so this
+stage only compares them with thresholds and a rerun with another threshold never runs a model again. The rules
+that reproduce OpenWebText (language, its score, length) are spelled as three keys; `rules` adds any others:
+
+    [[filter.rules]]
+    column = "classifier_score"
+    op = "<"
+    value = 0.5
+    reason = "low_quality"
+
+A document is dropped for the first rule it fails, in this order: Wikipedia, Wikimedia, the language, its score,
+the length, the quality rules, then `rules` in their order. A missing value (null) fails a comparison.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
+import numpy as np
 import pyarrow as pa
-from pydantic import Field
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.core.config import StageConfig
 from pipeline.core.dataset import read_parquet, write_parquet
-from pipeline.core.stage import ShardTask, finish_shard, run_shardwise
-from pipeline.text.quality import QualityThresholds, quality_reason
+from pipeline.core.errors import PipelineError
+from pipeline.core.runner import Runner
+from pipeline.core.stage import Record, ShardTask, finish_shard, run_shardwise
+from pipeline.text.quality import QualityThresholds, threshold_rules
 from pipeline.text.urls import host_of
 
 # Wikimedia's other projects, dropped with `drop_wikimedia`: Wikipedia text in other clothes (and in eval sets).
 WIKIMEDIA = ("wikimedia.org", "wiktionary.org", "wikibooks.org", "wikinews.org", "wikiquote.org", "wikisource.org",
              "wikiversity.org", "wikivoyage.org", "wikidata.org", "mediawiki.org", "wikifunctions.org")  # fmt: skip
+Value = float | int | bool | str | list[str]
+
+
+class Rule(BaseModel):
+    """Drop a document when `column op value`; the drop is counted under `reason`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str
+    op: Literal["<", "<=", ">", ">=", "==", "!=", "in", "not in"]
+    value: Value
+    reason: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
 
 
 class FilterConfig(StageConfig):
@@ -29,14 +55,26 @@ class FilterConfig(StageConfig):
     output: str
     drop_wikipedia: bool = True  # WebText removed Wikipedia (it is in most other eval sets)
     drop_wikimedia: bool = False  # also Wiktionary, Wikibooks, Wikisource, ... (WebText did not say)
-    languages: list[str] = ["en"]
+    languages: list[str] = ["en"]  # drop reason "language": `lang` (annotate's language) not among these
     # fastText lid.176 confidence; 0.5 keeps >= 99% of English documents and drops >= 99% of others (BENCHMARKS.md)
-    min_lang_score: float = Field(0.5, ge=0.0, le=1.0)
-    min_tokens: int = Field(128, ge=0)  # OpenWebText: documents under 128 GPT-2 tokens dropped
-    # Gopher/C4-style heuristics (pipeline/text/quality.py), each its own drop reason; OpenWebText used none.
+    min_lang_score: float = Field(0.5, ge=0.0, le=1.0)  # "language_score"
+    min_tokens: int = Field(128, ge=0)  # "too_short": OpenWebText dropped documents under 128 GPT-2 tokens
+    # Gopher/C4-style heuristics on the quality annotator's columns, each its own drop reason; OpenWebText used none.
     quality_rules: bool = False
     quality: QualityThresholds = QualityThresholds()  # [filter.quality] or --set quality.max_symbol_ratio=0.2
+    rules: list[Rule] = []  # more rules, after the ones above
     keep_rejected: bool = False  # also write the dropped documents, with `drop_reason`, under rejected/
+
+    def all_rules(self) -> list[Rule]:
+        """Every column rule, in the order they apply."""
+        rules = [
+            Rule(column="lang", op="not in", value=list(self.languages), reason="language"),
+            Rule(column="lang_score", op="<", value=self.min_lang_score, reason="language_score"),
+            Rule(column="n_tokens", op="<", value=self.min_tokens, reason="too_short"),
+        ]
+        if self.quality_rules:
+            rules += [Rule(column=c, op=op, value=v, reason=r) for c, op, v, r in threshold_rules(self.quality)]
+        return rules + self.rules
 
 
 def _under(host: str, domains: tuple[str, ...]) -> bool:
@@ -52,37 +90,55 @@ def is_wikimedia(url: str | None) -> bool:
     return _under(host_of(url or ""), WIKIMEDIA)
 
 
+COMPARE = {"<": pc.less, "<=": pc.less_equal, ">": pc.greater, ">=": pc.greater_equal, "==": pc.equal,
+           "!=": pc.not_equal}  # fmt: skip
+
+
+def fails(table: pa.Table, rule: Rule) -> np.ndarray:
+    """(rows,) bool: where the rule drops the document."""
+    if rule.column not in table.column_names:
+        raise PipelineError(
+            f"filter rule {rule.reason!r} reads column {rule.column!r}, which the documents lack (they have "
+            f"{', '.join(table.column_names)}); add the annotator that writes it to [annotate] annotators"
+        )
+    col = table.column(rule.column)
+    if rule.op in ("in", "not in"):
+        values = rule.value if isinstance(rule.value, list) else [rule.value]
+        found = pc.is_in(col, value_set=pa.array(values, col.type)).fill_null(False)  # null: in no set
+        hit = found if rule.op == "in" else pc.invert(found)
+    else:
+        if isinstance(rule.value, list):
+            raise PipelineError(f"filter rule {rule.reason!r}: {rule.op} compares with one value, got a list")
+        if pa.types.is_floating(col.type) or isinstance(rule.value, float):
+            # as Python compares: the stored value, widened to a double, against the threshold
+            col = col.cast(pa.float64())
+        hit = COMPARE[rule.op](col, pa.scalar(rule.value, col.type)).fill_null(True)  # null: fails
+    return hit.to_numpy(zero_copy_only=False).astype(bool)
+
+
 def filter_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, list[str | None]]:
-    """Pure core over one Arrow table of extracted documents: (kept rows, each row's drop reason or None). The
+    """Pure core over one Arrow table of annotated documents: (kept rows, each row's drop reason or None). The
     first failing rule names the drop; the URL rules look at the linked and the final URL, so redirects to
     Wikipedia go too."""
-    urls, finals = table.column("url").to_pylist(), table.column("final_url").to_pylist()
-    langs, scores = table.column("lang").to_pylist(), table.column("lang_score").to_pylist()
-    tokens = table.column("n_tokens").to_pylist()
-    texts = table.column("text").to_pylist() if cfg.quality_rules else [None] * table.num_rows
-    wanted = set(cfg.languages)
-    reasons: list[str | None] = []
-    for url, final, lang, score, n, text in zip(urls, finals, langs, scores, tokens, texts):
-        if cfg.drop_wikipedia and (is_wikipedia(url) or is_wikipedia(final)):
-            reasons.append("wikipedia")
-        elif cfg.drop_wikimedia and (is_wikimedia(url) or is_wikimedia(final)):
-            reasons.append("wikimedia")
-        elif lang not in wanted:
-            reasons.append("language")
-        elif score < cfg.min_lang_score:
-            reasons.append("language_score")
-        elif n < cfg.min_tokens:
-            reasons.append("too_short")
-        elif cfg.quality_rules:
-            why = quality_reason(text, cfg.quality)
-            reasons.append(f"quality_{why}" if why else None)
-        else:
-            reasons.append(None)
+    reasons: list[str | None] = [None] * table.num_rows
+    if cfg.drop_wikipedia or cfg.drop_wikimedia:
+        urls, finals = table.column("url").to_pylist(), table.column("final_url").to_pylist()
+        for i, (url, final) in enumerate(zip(urls, finals)):
+            if cfg.drop_wikipedia and (is_wikipedia(url) or is_wikipedia(final)):
+                reasons[i] = "wikipedia"
+            elif cfg.drop_wikimedia and (is_wikimedia(url) or is_wikimedia(final)):
+                reasons[i] = "wikimedia"
+    for rule in cfg.all_rules():
+        open_rows = np.array([r is None for r in reasons], dtype=bool)
+        if not open_rows.any():
+            break
+        for row in np.flatnonzero(fails(table, rule) & open_rows).tolist():
+            reasons[row] = rule.reason
     return table.filter(pa.array([r is None for r in reasons], pa.bool_())), reasons
 
 
-def filter_shard(task: ShardTask) -> dict[str, Any]:
-    cfg: FilterConfig = task.config
+def filter_shard(task: ShardTask[FilterConfig, None]) -> Record:
+    cfg = task.config
     (path,) = task.inputs
     table = read_parquet(path)
     kept, reasons = filter_table(table, cfg)
@@ -100,5 +156,5 @@ def filter_shard(task: ShardTask) -> dict[str, Any]:
     return finish_shard(task, files, rows_in=table.num_rows, rows_out=kept.num_rows, drops=drops)
 
 
-def run(cfg: FilterConfig, runner, overwrite: bool = False) -> dict[str, Any]:
+def run(cfg: FilterConfig, runner: Runner | None, overwrite: bool = False) -> Record:
     return run_shardwise("filter", cfg, filter_shard, runner, overwrite, desc="documents")

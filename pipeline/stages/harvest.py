@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -33,7 +33,8 @@ from pipeline.core import storage
 from pipeline.core.config import StageConfig
 from pipeline.core.dataset import Dataset, shard_name, write_parquet
 from pipeline.core.errors import PipelineError
-from pipeline.core.stage import ShardTask, StageRun, combined_fingerprint, finish_shard
+from pipeline.core.runner import Runner
+from pipeline.core.stage import Record, ShardTask, StageRun, combined_fingerprint, finish_shard
 from pipeline.text.dumps import DumpReader, expand_inputs
 from pipeline.text.urls import bucket_of, parse_url, registered_domain, split_plain, url_hash
 
@@ -184,7 +185,7 @@ class SubmissionDecoder:
         doc = self._parse(line)
         if type(doc) is not Object:
             raise ValueError("not an object")
-        get = doc.get
+        get = doc.get  # type: ignore[union-attr]  # an Object, checked above
         sid, sub = get("id"), get("subreddit")
         if type(sid) in nested or type(sub) in nested:
             raise ValueError("nested id or subreddit")
@@ -217,7 +218,7 @@ class SubmissionRules:
 
     def __init__(self, cfg: HarvestConfig):
         self.cfg = cfg
-        self.cutoff = int(datetime(*cfg.created_before.timetuple()[:3], tzinfo=timezone.utc).timestamp())
+        self.cutoff = int(datetime(*cfg.created_before.timetuple()[:3], tzinfo=UTC).timestamp())
         self.per_submission = cfg.score_mode == "per_submission"
         # Plain attributes: judge() runs for every line of every dump.
         self.drop_self, self.drop_nsfw, self.min_score = cfg.drop_self_posts, cfg.drop_nsfw, cfg.min_score
@@ -304,9 +305,9 @@ class Sightings:
 
     def __init__(self) -> None:
         self.url: list[str] = []
-        self.host: list[str] = []
+        self.host: list[str | None] = []  # never None where the url is kept; typed as judge() returns it
         self.score: list[int] = []
-        self.created: list[int] = []
+        self.created: list[int | None] = []
         self.id: list[str | None] = []
         self.subreddit: list[str | None] = []
 
@@ -342,6 +343,7 @@ def harvest_lines(
         decode = SubmissionDecoder()
         dropped: dict[str, int] = {}  # a plain dict: cheaper per line than the Counter it is added to at the end
         unparsed = lineno = 0
+        rec: Submission | None
         for lineno, line in enumerate(lines, start=1):
             try:
                 rec = decode(line)
@@ -357,7 +359,7 @@ def harvest_lines(
                     notes[note] += 1
             url, host, reason = judge(rec)
             if url is None:
-                dropped[reason] = dropped.get(reason, 0) + 1  # type: ignore[index]
+                dropped[reason] = dropped.get(reason, 0) + 1  # type: ignore[index,arg-type]  # a str here
                 continue
             created, sid, sub = rec.created_utc, rec.id, rec.subreddit
             add_url(url)
@@ -498,7 +500,7 @@ def _reporting(reader: DumpReader, name: str) -> Iterator[list[bytes]]:
             )
 
 
-def map_dump(task: ShardTask) -> dict[str, Any]:
+def map_dump(task: ShardTask[HarvestConfig, None]) -> Record:
     cfg: HarvestConfig = task.config
     (path,) = task.inputs
     reader = DumpReader(path)
@@ -537,11 +539,12 @@ def map_dump(task: ShardTask) -> dict[str, Any]:
     )
 
 
-def reduce_bucket(task: ShardTask) -> dict[str, Any]:
+def reduce_bucket(task: ShardTask[HarvestConfig, int]) -> Record:
+    """payload: the hash bucket this task merges (bucket_of)."""
     cfg: HarvestConfig = task.config
     links: dict[str, dict[str, Any]] = {}
     for part in task.inputs:
-        for r in pq.read_table(storage.pull(part), filters=[("bucket", "=", task.extra["bucket"])]).to_pylist():
+        for r in pq.read_table(storage.pull(part), filters=[("bucket", "=", task.payload)]).to_pylist():
             merge_link(
                 links,
                 r["url"],
@@ -579,7 +582,7 @@ def select_dumps(cfg: HarvestConfig) -> list[Path]:
     return chosen
 
 
-def run(cfg: HarvestConfig, runner, overwrite: bool = False) -> dict[str, Any]:
+def run(cfg: HarvestConfig, runner: Runner | None, overwrite: bool = False) -> Record:
     dumps = select_dumps(cfg)
     # Dumps are named by size and mtime here (cheap); their sha256 is computed while reading, into the manifest.
     inputs = {storage.uri_of(p): "{}:{}".format(*storage.stat(p)) for p in dumps}
@@ -588,16 +591,13 @@ def run(cfg: HarvestConfig, runner, overwrite: bool = False) -> dict[str, Any]:
         return run_.out.manifest() | {"reused": True}
     out_dir = run_.out.path.resolve()
     map_tasks = [
-        ShardTask(f"map-{i:05d}", [str(p)], str(out_dir), cfg, {"input_fingerprint": inputs[storage.uri_of(p)]})
+        ShardTask(f"map-{i:05d}", [str(p)], str(out_dir), cfg, None, inputs[storage.uri_of(p)])
         for i, p in enumerate(dumps)
     ]
     mapped = run_.map(map_dump, map_tasks, "map", records_dir="_map")
     parts = [str(out_dir / f["path"]) for rec in mapped for f in rec["files"]]
     parts_fp = combined_fingerprint([f["sha256"] for rec in mapped for f in rec["files"]])
-    reduce_tasks = [
-        ShardTask(shard_name(b), parts, str(out_dir), cfg, {"bucket": b, "input_fingerprint": parts_fp})
-        for b in range(cfg.num_shards)
-    ]
+    reduce_tasks = [ShardTask(shard_name(b), parts, str(out_dir), cfg, b, parts_fp) for b in range(cfg.num_shards)]
     shards = run_.map(reduce_bucket, reduce_tasks, "reduce")
     drops: Counter = Counter()
     for rec in mapped + shards:

@@ -23,19 +23,12 @@ from pipeline.core import storage
 from pipeline.core.config import StageConfig
 from pipeline.core.dataset import code_version, lineage, read_json, read_parquet, write_json
 from pipeline.core.errors import PipelineError
+from pipeline.core.runner import Runner
 from pipeline.core.stage import check_file, now_iso
 from pipeline.text.token_format import EOT_POSITION, FORMAT, FORMAT_VERSION, INDEX_SCHEMA
 from pipeline.text.vocab import tokenizer, vocab_sha256
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
-FUNNEL = [
-    ("harvest", "rows_in", "submissions read"),
-    ("harvest", "rows_out", "unique URLs"),
-    ("fetch", "rows_out", "pages fetched"),
-    ("extract", "rows_out", "documents extracted"),
-    ("filter", "rows_out", "documents kept by filter"),
-    ("dedup", "rows_out", "documents after dedup"),
-]
 
 
 class ManifestConfig(StageConfig):
@@ -61,11 +54,13 @@ class ManifestConfig(StageConfig):
         return v
 
 
-def funnel(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = [{"step": label, "count": stages[s][key], "stage": s} for s, key, label in FUNNEL if s in stages]
-    if "tokenize" in stages:
-        t = stages["tokenize"]["tokens"]
-        rows.append({"step": "GPT-2 tokens (train + val)", "count": t["train"] + t["val"], "stage": "tokenize"})
+def funnel(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The funnel rows each stage declared (chain.py), recorded in its stage manifest, oldest stage first."""
+    rows = []
+    for m in manifests:
+        for key, label in (m.get("about") or {}).get("funnel", []):
+            count = sum(m[key].values()) if isinstance(m[key], dict) else m[key]  # tokens: train + val
+            rows.append({"step": label, "count": count, "stage": m["stage"]})
     return rows
 
 
@@ -160,6 +155,8 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
         "stages": [
             {
                 "stage": m["stage"],
+                "about": (m.get("about") or {}).get("about", ""),
+                "shown": (m.get("about") or {}).get("shown", []),
                 "path": ds.uri,
                 "config": m["config"],
                 "code_version": m["code_version"],
@@ -171,7 +168,7 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
             }
             for ds, m in chain
         ],
-        "funnel": funnel(stages),
+        "funnel": funnel([m for _, m in chain]),
         "files": files,
         "documents_schema": columns,
         "token_index_schema": [{"name": f.name, "type": str(f.type)} for f in INDEX_SCHEMA],
@@ -188,7 +185,7 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
     }
 
 
-def run(cfg: ManifestConfig, runner=None, overwrite: bool = False) -> dict[str, Any]:
+def run(cfg: ManifestConfig, runner: Runner | None = None, overwrite: bool = False) -> dict[str, Any]:
     from pipeline.corpus.card import write_card
     from pipeline.corpus.croissant import write_croissant
 

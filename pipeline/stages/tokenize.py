@@ -14,6 +14,7 @@ Two phases, each resumable shard by shard:
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.core import storage
-from pipeline.core.config import StageConfig
+from pipeline.core.config import Resources, StageConfig
 from pipeline.core.dataset import Dataset, read_parquet, write_parquet
 from pipeline.core.errors import PipelineError
-from pipeline.core.stage import ShardTask, StageRun, combined_fingerprint, finish_shard, verify_entries
+from pipeline.core.runner import Runner
+from pipeline.core.stage import Record, ShardTask, StageRun, combined_fingerprint, finish_shard, verify_entries
 from pipeline.text.token_format import INDEX_SCHEMA, mmap_tokens, shard_paths, write_token_shard
 from pipeline.text.vocab import tokenizer, vocab_sha256
 
@@ -41,9 +43,12 @@ class TokenizeConfig(StageConfig):
     val_fraction: float = Field(0.0005, ge=0.0, le=1.0)  # nanoGPT's OpenWebText split
     # ~100M tokens = 200 MB a shard: few files for 9B tokens, each small enough to hash, copy and map at once.
     shard_tokens: int = Field(100_000_000, ge=1)
-    threads: int = Field(2, ge=1)
+    threads: int = Field(2, ge=1)  # tiktoken threads per encode task: the CPUs each task asks Ray for
 
     transport_keys = frozenset({"threads"})
+
+    def task_resources(self) -> Resources:
+        return self.resources.model_copy(update={"cpus": float(self.threads)})
 
 
 def split_of(url_hash: str, val_fraction: float) -> str:
@@ -71,8 +76,8 @@ def encode_texts(texts: list[str], name: str, threads: int) -> list[np.ndarray]:
     return [encode(x) for x in texts]
 
 
-def encode_shard(task: ShardTask) -> dict[str, Any]:
-    cfg: TokenizeConfig = task.config
+def encode_shard(task: ShardTask[TokenizeConfig, None]) -> Record:
+    cfg = task.config
     (path,) = task.inputs
     docs = read_parquet(path)
     encoded = encode_texts(docs.column("text").to_pylist(), cfg.tokenizer, cfg.threads)
@@ -102,13 +107,33 @@ def encode_shard(task: ShardTask) -> dict[str, Any]:
     )
 
 
-def layout(encoded: list[tuple[str, dict[str, pa.Table]]], split: str, shard_tokens: int) -> list[list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class Piece:
+    """A run of consecutive documents of one encoded shard, as they go into a token shard."""
+
+    source: str  # the encoded shard (= input shard) name
+    token_lo: int  # [token_lo, token_hi) of its tokens in that split
+    token_hi: int
+    rows: list[int]  # the documents' rows in its documents/ file
+    lengths: list[int]  # their token counts, EOT included
+
+
+@dataclass(frozen=True)
+class Pack:
+    """The payload of a pack task: which token shard it writes, from which pieces."""
+
+    split: str
+    index: int
+    pieces: list[Piece]
+
+
+def layout(encoded: list[tuple[str, dict[str, pa.Table]]], split: str, shard_tokens: int) -> list[list[Piece]]:
     """Output shards of one split as lists of pieces (a run of consecutive documents of one encoded shard).
 
     A shard closes at the first document boundary at or past `shard_tokens`, so documents are never cut and every
     shard but the last holds at least `shard_tokens` tokens (and less than that plus one document)."""
-    shards: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
+    shards: list[list[Piece]] = []
+    current: list[Piece] = []
     filled = 0
     for name, by_split in encoded:
         lengths = by_split[split].column("n_tokens").to_numpy()
@@ -121,15 +146,7 @@ def layout(encoded: list[tuple[str, dict[str, pa.Table]]], split: str, shard_tok
             room = shard_tokens - filled
             hi = int(np.searchsorted(ends - base, room, side="left")) + 1
             hi = min(hi, len(lengths))
-            current.append(
-                {
-                    "source": name,
-                    "token_lo": int(base),
-                    "token_hi": int(ends[hi - 1]),
-                    "rows": rows[lo:hi].tolist(),
-                    "lengths": lengths[lo:hi].tolist(),
-                }
-            )
+            current.append(Piece(name, int(base), int(ends[hi - 1]), rows[lo:hi].tolist(), lengths[lo:hi].tolist()))
             filled += int(ends[hi - 1] - base)
             lo = hi
             if filled >= shard_tokens:
@@ -140,27 +157,28 @@ def layout(encoded: list[tuple[str, dict[str, pa.Table]]], split: str, shard_tok
     return shards
 
 
-def pack_shard(task: ShardTask) -> dict[str, Any]:
-    cfg: TokenizeConfig = task.config
-    split, pieces = task.extra["split"], task.extra["pieces"]
+def pack_shard(task: ShardTask[TokenizeConfig, Pack]) -> Record:
+    cfg = task.config
+    split, pieces = task.payload.split, task.payload.pieces
     out = Path(task.output)
-    arrays, index = [], {name: [] for name in INDEX_SCHEMA.names}
+    arrays: list[np.ndarray] = []
+    index: dict[str, list[Any]] = {name: [] for name in INDEX_SCHEMA.names}
     start = 0
     for p in pieces:
-        src = out / WORK / split / f"{p['source']}.arrow"
-        arrays.append(mmap_tokens(src)[p["token_lo"] : p["token_hi"]])
-        url_hashes = read_parquet(out / "documents" / f"{p['source']}.parquet", columns=["url_hash"]).column(0)
-        starts = start + np.concatenate([[0], np.cumsum(p["lengths"])[:-1]])
+        src = out / WORK / split / f"{p.source}.arrow"
+        arrays.append(mmap_tokens(src)[p.token_lo : p.token_hi])
+        url_hashes = read_parquet(out / "documents" / f"{p.source}.parquet", columns=["url_hash"]).column(0)
+        starts = start + np.concatenate([[0], np.cumsum(p.lengths)[:-1]])
         index["token_start"] += starts.tolist()
-        index["n_tokens"] += p["lengths"]
-        index["url_hash"] += url_hashes.take(p["rows"]).to_pylist()
-        index["documents_file"] += [f"documents/{p['source']}.parquet"] * len(p["rows"])
-        index["documents_row"] += p["rows"]
-        start += p["token_hi"] - p["token_lo"]
+        index["n_tokens"] += p.lengths
+        index["url_hash"] += url_hashes.take(p.rows).to_pylist()
+        index["documents_file"] += [f"documents/{p.source}.parquet"] * len(p.rows)
+        index["documents_row"] += p.rows
+        start += p.token_hi - p.token_lo
     tokens = np.concatenate(arrays) if arrays else np.empty(0, np.uint16)
     enc = tokenizer(cfg.tokenizer)
     meta = token_meta(cfg, enc.eot_token) | {"split": split, "n_docs": str(len(index["url_hash"]))}
-    tok_path, idx_path = shard_paths(out, split, task.extra["index"])
+    tok_path, idx_path = shard_paths(out, split, task.payload.index)
     write_token_shard(tok_path, tokens, meta)
     write_parquet(pa.table(index, schema=INDEX_SCHEMA), idx_path)
     n_docs = len(index["url_hash"])
@@ -174,39 +192,25 @@ def pack_shard(task: ShardTask) -> dict[str, Any]:
     )
 
 
-def run(cfg: TokenizeConfig, runner, overwrite: bool = False) -> dict[str, Any]:
+def run(cfg: TokenizeConfig, runner: Runner | None, overwrite: bool = False) -> Record:
     src = Dataset(cfg.input)
     run_ = StageRun("tokenize", cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite)
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
     out = run_.out.path.resolve()
     enc_tasks = [
-        ShardTask(
-            p.stem,
-            [str(p.resolve())],
-            str(out),
-            cfg,
-            {"input_fingerprint": e["sha256"], "verify": verify_entries(src.path, [e])},
-        )
+        ShardTask(p.stem, [str(p.resolve())], str(out), cfg, None, e["sha256"], verify_entries(src.path, [e]))
         for p, e in src.shard_entries(".parquet")
     ]
     encoded = run_.map(encode_shard, enc_tasks, "documents", records_dir="_encode")
     lengths = [(t.name, {s: read_parquet(out / WORK / s / f"{t.name}.parquet") for s in SPLITS}) for t in enc_tasks]
     enc_fp = combined_fingerprint([f["sha256"] for r in encoded for f in r["files"]])
-    pack_tasks = []
+    pack_tasks: list[ShardTask[TokenizeConfig, Pack]] = []
     for split in SPLITS:
         for i, pieces in enumerate(layout(lengths, split, cfg.shard_tokens)):
             # the same pieces from the same encoded bytes: the packed shard on disk is still right
-            fp = combined_fingerprint([enc_fp, repr([(p["source"], p["token_lo"], p["token_hi"]) for p in pieces])])
-            pack_tasks.append(
-                ShardTask(
-                    f"{split}-{i:05d}",
-                    [],
-                    str(out),
-                    cfg,
-                    {"split": split, "index": i, "pieces": pieces, "input_fingerprint": fp},
-                )
-            )
+            fp = combined_fingerprint([enc_fp, repr([(p.source, p.token_lo, p.token_hi) for p in pieces])])
+            pack_tasks.append(ShardTask(f"{split}-{i:05d}", [], str(out), cfg, Pack(split, i, pieces), fp))
     packed = run_.map(pack_shard, pack_tasks, "token shards", records_dir="_pack")
     shards = [{**r, "files": [f for f in r["files"] if not f["path"].startswith("_work/")]} for r in encoded]
     shards += packed

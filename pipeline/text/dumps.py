@@ -37,7 +37,7 @@ class HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.raw.read(len(b))
         n = len(data)
         b[:n] = data
@@ -81,7 +81,7 @@ class DumpReader:
         """Lists of lines of about `size_hint` bytes: the per-line cost of a Python generator, paid per batch."""
         with storage.open_input(self.path) as f:  # a dump on object storage is streamed, not copied
             hashing = HashingReader(f)
-            stream = io.BufferedReader(_decompressed(self.path, hashing), buffer_size=1 << 20)  # type: ignore[arg-type]
+            stream = io.BufferedReader(_decompressed(self.path, hashing), buffer_size=1 << 20)  # type: ignore[arg-type,type-var]
             while True:
                 try:
                     batch = stream.readlines(size_hint)

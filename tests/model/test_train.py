@@ -110,3 +110,19 @@ def test_tiny_model_learns_context_on_shakespeare(shakespeare_tokens, tmp_path):
         )
     )
     assert s["first_loss"] > 10 and s["val_loss"] < unigram, (s["val_loss"], unigram)
+
+
+def test_tokens_per_second_counts_the_steps_of_each_log_window(shakespeare_tokens, tmp_path, monkeypatch):
+    """Each step timed at 0.5 s by a fake clock: every log line, the first step's and the last short window's
+    included, reads tokens_per_step / 0.5 (the step-1 line once said log_interval times that)."""
+    import model.train as train_module
+
+    ticks = iter(0.5 * i for i in range(10**6))  # read at a step's start and end: 0.5 s a step
+    monkeypatch.setattr(train_module, "clock", lambda: next(ticks))
+    c = cfg(shakespeare_tokens, tmp_path / "run", max_steps=7, log_interval=3, eval_interval=100)
+    run(c)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in logged] == [1, 3, 6, 7]
+    per_step = c.batch_size * 64 * c.grad_accum  # the tiny preset's block_size
+    assert {r["tokens_per_s"] for r in logged} == {round(per_step / 0.5)}

@@ -15,14 +15,14 @@ from pipeline.core.dataset import STAGE_FILE, Dataset, file_entry, shard_name, w
 from pipeline.core.errors import PipelineError
 from pipeline.core.runner import LocalRunner
 from pipeline.core.stage import StageRun
+from pipeline.stages.annotate import AnnotateConfig, annotate_table
 from pipeline.stages.filter import FilterConfig
 from pipeline.stages.filter import run as filter_run
 from pipeline.stages.tokenize import TokenizeConfig
 from pipeline.stages.tokenize import run as tokenize_run
-from pipeline.text.langid import LanguageScorer, token_counts
 from pipeline.text.urls import url_hash
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def make_docs(path: Path, shared: Path, shards: int = 30, per_shard: int = 40) -> Path:
@@ -53,11 +53,9 @@ def make_docs(path: Path, shared: Path, shards: int = 30, per_shard: int = 40) -
                     "text": " ".join(pools[lang][start : start + 12]),
                 }
             )
-        texts = [r["text"] for r in rows]  # annotated as extract annotates
-        for r, lang, score, n in zip(rows, *LanguageScorer()(texts), token_counts(texts)):
-            r.update(html_lang=None, lang=lang, lang_score=score, n_tokens=n)
+        table = pa.Table.from_pylist([r | {"html_lang": None} for r in rows])
         p = path / f"{shard_name(s)}.parquet"
-        write_parquet(pa.Table.from_pylist(rows), p)
+        write_parquet(annotate_table(table, AnnotateConfig(input="-", output="-")), p)  # as annotate writes it
         records.append(
             {
                 "name": shard_name(s),

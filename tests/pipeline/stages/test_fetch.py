@@ -84,7 +84,7 @@ def run_shard(tmp_path, urls, **cfg):
     p = links_shard(tmp_path, urls)
     out = tmp_path / "fetched"
     config = FetchConfig(input=str(p.parent), output=str(out), **(LOOPBACK | {"retries": 2} | cfg))
-    rec = fetch_shard(ShardTask(shard_name(0), [str(p)], str(out), config))
+    rec = fetch_shard(ShardTask(shard_name(0), [str(p)], str(out), config, None))
     index = {r["url"]: r for r in read_parquet(out / f"{shard_name(0)}.parquet").to_pylist()}
     return rec, index, out
 
@@ -404,7 +404,7 @@ def test_a_killed_task_resumes_from_its_committed_segments(tmp_path, fault_site)
     p = links_shard(tmp_path, urls)
     out = tmp_path / "fetched"
     cfg = FetchConfig(input=str(p.parent), output=str(out), segment_urls=3, **LOOPBACK)
-    task = ShardTask(shard_name(0), [str(p)], str(out), cfg, {"input_fingerprint": "v1"})
+    task = ShardTask(shard_name(0), [str(p)], str(out), cfg, None, "v1")
     # A first run that dies after two committed segments (6 URLs), with a half-written third WARC file left over.
     from pipeline.stages import fetch as fetch_module
 

@@ -7,7 +7,7 @@ import pytest
 from pipeline.core.dataset import Dataset, read_parquet
 from pipeline.core.errors import PipelineError
 from pipeline.core.runner import LocalRunner
-from pipeline.stages.tokenize import TokenizeConfig, layout, split_of
+from pipeline.stages.tokenize import Piece, TokenizeConfig, layout, split_of
 from pipeline.stages.tokenize import run as tokenize_run
 from pipeline.text.token_format import check_metadata, index_of, mmap_tokens, read_metadata
 from pipeline.text.urls import url_hash
@@ -36,18 +36,18 @@ def test_layout_cuts_at_document_boundaries_near_the_target():
         encoded.append((f"part-{s:05d}", {"train": t}))
     target = 1000
     shards = layout(encoded, "train", target)
-    sizes = [sum(p["token_hi"] - p["token_lo"] for p in shard) for shard in shards]
+    sizes = [sum(p.token_hi - p.token_lo for p in shard) for shard in shards]
     assert all(target <= n < target + 300 for n in sizes[:-1]) and 0 < sizes[-1] < target + 300
     pieces = [p for shard in shards for p in shard]
     # every document exactly once, in input order, and the token ranges tile each encoded shard
-    assert [(p["source"], r) for p in pieces for r in p["rows"]] == [
+    assert [(p.source, r) for p in pieces for r in p.rows] == [
         (name, r) for name, by in encoded for r in by["train"].column("row").to_pylist()
     ]
     for name, by in encoded:
-        mine = [p for p in pieces if p["source"] == name]
-        ends = [p["token_hi"] for p in mine]
-        assert [p["token_lo"] for p in mine] == [0] + ends[:-1]
-        assert all(p["lengths"] for p in mine)
+        mine = [p for p in pieces if p.source == name]
+        ends = [p.token_hi for p in mine]
+        assert [p.token_lo for p in mine] == [0] + ends[:-1]
+        assert all(p.lengths for p in mine)
         assert (ends[-1] if ends else 0) == sum(by["train"].column("n_tokens").to_pylist())
     assert layout(encoded, "train", 10**9) == [pieces_of_all(encoded)]
 
@@ -58,7 +58,7 @@ def pieces_of_all(encoded):
         lengths = by["train"].column("n_tokens").to_pylist()
         if lengths:
             rows = by["train"].column("row").to_pylist()
-            out.append({"source": name, "token_lo": 0, "token_hi": sum(lengths), "rows": rows, "lengths": lengths})
+            out.append(Piece(name, 0, sum(lengths), rows, lengths))
     return out
 
 

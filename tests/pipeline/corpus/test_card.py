@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pipeline import chain
 from pipeline.corpus.card import DOMAINS_PNG, FUNNEL_PNG, TOP_DOMAINS, human_bytes, size_category, write_card
 
 yaml = pytest.importorskip("yaml")
@@ -28,6 +29,8 @@ FUNNEL = [
 def stage(name: str, config: dict[str, Any], rows_in: int, rows_out: int, drops: dict[str, int]) -> dict[str, Any]:
     return {
         "stage": name,
+        "about": chain.stage(name).about,  # as the manifest stage copies them from each stage manifest
+        "shown": list(chain.stage(name).shown),
         "config": config,
         "code_version": "0.1.0+gabc123",
         "rows_in": rows_in,

@@ -9,15 +9,14 @@ import pyarrow.fs as pafs
 import pytest
 
 from model.data import TokenData
+from pipeline.chain import run_stage
 from pipeline.cli import main
 from pipeline.core.dataset import read_json
 from pipeline.core.errors import PipelineError
 from pipeline.core.runner import LocalRunner
 from pipeline.corpus.published import download, open_manifest, publish, verify
 from pipeline.stages.manifest import ManifestConfig
-from pipeline.stages.manifest import run as manifest_run
 from pipeline.stages.tokenize import TokenizeConfig
-from pipeline.stages.tokenize import run as tokenize_run
 from pipeline.text.token_format import mmap_tokens
 from pipeline.text.urls import url_hash
 
@@ -42,8 +41,12 @@ def corpus(tmp_path, shared, finished_dataset) -> Path:
         )
     src = finished_dataset(tmp_path / "deduped", tables)
     tok = TokenizeConfig(input=str(src), output=str(tmp_path / "tokens"), val_fraction=0.2, shard_tokens=6000)
-    tokenize_run(tok, LocalRunner())
-    m = manifest_run(ManifestConfig(input=tok.output, output=str(tmp_path / "manifests"), name="t", version="1.0.0"))
+    run_stage("tokenize", tok, LocalRunner())
+    m = run_stage(
+        "manifest",
+        ManifestConfig(input=tok.output, output=str(tmp_path / "manifests"), name="t", version="1.0.0"),
+        None,
+    )
     return Path(m["path"])
 
 

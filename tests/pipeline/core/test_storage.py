@@ -7,16 +7,15 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline.chain import run_stage, stage_parts
+from pipeline import chain
+from pipeline.chain import run_stage
 from pipeline.core import storage
 from pipeline.core.dataset import Dataset, read_json, read_parquet
 from pipeline.core.errors import PipelineError
 from pipeline.core.runner import LocalRunner
 from pipeline.corpus.published import verify
 
-CHAIN = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize"]
-OUT = {"harvest": "links", "fetch": "fetched", "extract": "docs", "filter": "filtered", "dedup": "deduped"}
-OUT["tokenize"] = "tokens"
+CHAIN = [s.name for s in chain.PIPELINE if s.uses_ray]  # the stages that write datasets (not the manifest)
 
 
 def under(base: str, sub: str) -> str:
@@ -25,22 +24,13 @@ def under(base: str, sub: str) -> str:
     return f"{bucket}/{sub}?{query}"
 
 
-def chain_configs(dumps: str, out: callable, proxy: str) -> dict:
-    cfgs, prev = {}, None
-    for name in CHAIN:
-        cls = stage_parts(name)[1]
-        if name == "harvest":
-            cfgs[name] = cls(input=[dumps], output=out("links"), num_shards=2)
-            prev = "links"
-            continue
-        extra = {}
-        if name == "fetch":
-            extra = {"proxy": proxy, "retries": 1, "allow_networks": ["127.0.0.1/32"], "min_host_delay_s": 0.0}
-        if name == "tokenize":
-            extra = {"val_fraction": 0.2, "shard_tokens": 4000}
-        cfgs[name] = cls(input=out(prev), output=out(OUT[name]), **extra)
-        prev = OUT[name]
-    return cfgs
+def chain_configs(dumps: str, root: str, proxy: str) -> dict:
+    settings = {
+        "harvest": {"input": [dumps], "num_shards": 2},
+        "fetch": {"proxy": proxy, "retries": 1, "allow_networks": ["127.0.0.1/32"], "min_host_delay_s": 0.0},
+        "tokenize": {"val_fraction": 0.2, "shard_tokens": 4000},
+    }
+    return {name: chain.config_for(name, root=root, base=settings.get(name)) for name in CHAIN}
 
 
 def upload_folder(folder: Path, uri: str) -> None:
@@ -70,8 +60,8 @@ def test_mirror_paths_map_back_to_their_objects(tmp_path, monkeypatch):
 def test_every_stage_reads_and_writes_s3_on_ray(tmp_path, demo_world, replay, ray_runner, s3, monkeypatch):
     base, bucket = s3
     upload_folder(demo_world / "reddit", under(base, "dumps"))
-    remote = chain_configs(under(base, "dumps/RS_*"), lambda d: under(base, f"run/{d}"), replay)
-    local = chain_configs(str(demo_world / "reddit"), lambda d: str(tmp_path / "local" / d), replay)
+    remote = chain_configs(under(base, "dumps/RS_*"), under(base, "run"), replay)
+    local = chain_configs(str(demo_world / "reddit"), str(tmp_path / "local"), replay)
     # Fetched WARC files hold fetch dates, so no two fetches are byte-identical: from extract on, the local run
     # reads the same fetched pages, from the bucket.
     local["extract"] = local["extract"].model_copy(update={"input": remote["fetch"].output})
@@ -88,12 +78,13 @@ def test_every_stage_reads_and_writes_s3_on_ray(tmp_path, demo_world, replay, ra
         assert (results[name]["rows_out"], results[name]["drops"]) == (want["rows_out"], want["drops"]), name
 
     # Every file a record names is in the bucket as the same bytes (no codec guessed from a .gz name on the way).
-    for name, folder in (("fetch", "fetched"), ("tokenize", "tokens")):
+    for name in ("fetch", "tokenize"):
         files = [f for s in results[name]["shards"] for f in s["files"]]
-        assert files and sorted(verify(under(base, f"run/{folder}")).ok) == sorted(f["path"] for f in files), name
+        assert files and sorted(verify(remote[name].output).ok) == sorted(f["path"] for f in files), name
     assert any(f["path"].endswith(".warc.gz") for s in results["fetch"]["shards"] for f in s["files"])
-    listed = bucket.fs.get_file_info(pafs.FileSelector("corpora/run/tokens", recursive=True))
-    names = {i.path.removeprefix("corpora/run/tokens/") for i in listed if i.type == pafs.FileType.File}
+    tokens = "corpora/run/" + chain.stage("tokenize").output
+    listed = bucket.fs.get_file_info(pafs.FileSelector(tokens, recursive=True))
+    names = {i.path.removeprefix(tokens + "/") for i in listed if i.type == pafs.FileType.File}
     assert "_stage.json" in names and not any(p.startswith("_work/") for p in names)  # scratch removed there too
     # Dumps streamed from the bucket hash as the files themselves.
     want_dumps = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (demo_world / "reddit").iterdir()}
@@ -103,7 +94,7 @@ def test_every_stage_reads_and_writes_s3_on_ray(tmp_path, demo_world, replay, ra
     # The manifest stage follows the lineage through the bucket and writes its corpus manifest there; verify
     # re-hashes every file it names from the store. A manifest on another store than its corpus is refused.
     monkeypatch.setenv(storage.STAGING_ENV, str(tmp_path / "manifest"))
-    cfg = stage_parts("manifest")[1](input=remote["tokenize"].output, output=under(base, "manifests"))
+    cfg = chain.stage("manifest").config(input=remote["tokenize"].output, output=under(base, "manifests"))
     m = run_stage("manifest", cfg, ray_runner)
     assert m["path"].startswith("s3://corpora/manifests/openwebtext/0.1.0/manifest.json?")
     assert [s["stage"] for s in m["stages"]] == CHAIN and m["stages"][0]["path"] == remote["harvest"].output

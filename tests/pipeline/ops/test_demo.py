@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from pipeline import chain
+
+ROOT = Path(__file__).resolve().parents[3]
 # sha256 of every shard of `demo --articles 40`, recorded before the package was reorganized: the same input and
 # config must keep giving the same bytes (fetch is left out: its WARC records carry the time of the fetch).
 GOLDEN = ROOT / "tests" / "golden" / "demo_shards.json"
@@ -58,10 +60,13 @@ def test_demo_runs_then_reuses(tmp_path):
     ):
         assert line in out, out
     assert (tmp_path / "runs" / "small" / "train" / "loss.png").is_file()
+    # Extract's documents carried the language and length columns before the annotate stage took them over: its
+    # output now holds those bytes, and extract's own folder the documents without them.
+    now = {"docs": chain.stage("annotate").output}
     for dataset, hashes in json.loads(GOLDEN.read_text()).items():
-        assert shard_hashes(tmp_path / "runs" / "small", dataset) == hashes, dataset
+        assert shard_hashes(tmp_path / "runs" / "small", now.get(dataset, dataset)) == hashes, dataset
     second = demo(tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
-    for stage in ("harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"):
+    for stage in chain.names():
         assert f"{stage}: reusing" in second.stdout
     assert "train: reusing finished run" in second.stdout

@@ -12,13 +12,14 @@ import psutil
 import pytest
 
 from bench.pages import fetched_dataset, real_pages
+from pipeline import chain
 from pipeline.core.dataset import Dataset, read_json
 from pipeline.core.errors import PipelineError
 from pipeline.ops.cluster import cluster_down, cluster_processes, cluster_up, job_address, temp_base
 from pipeline.stages.extract import ExtractConfig
 from pipeline.stages.extract import run as extract_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
@@ -89,20 +90,13 @@ def test_a_failing_job_gives_a_failing_exit(cluster, tmp_path):
 def test_submit_all_from_ray_address_stops_at_the_first_failing_stage(cluster, tmp_path):
     _, info = cluster
     config = tmp_path / "c.toml"
-    stages = ["harvest", "fetch", "extract", "filter", "dedup", "tokenize", "manifest"]
-    prev = tmp_path / "no-dumps-here"
-    lines = []
-    for name in stages:
-        key = f'input = ["{prev}"]' if name == "harvest" else f'input = "{prev}"'
-        lines += [f"[{name}]", key, f'output = "{tmp_path / name}"']
-        prev = tmp_path / name
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text(f'[pipeline]\nroot = "{tmp_path}"\n[harvest]\ninput = ["{tmp_path / "no-dumps-here"}"]\n')
     p = submit(info, "all", "--config", str(config), address="env")
     err = p.stderr
     assert p.returncode == 1 and "submit: harvest: job" in err and "FAILED" in err, (p.stdout + err)[-3000:]
     assert info["dashboard"] in err  # the address $RAY_ADDRESS named
     assert "submit: fetch" not in err  # the next stage is never sent after a failed one
-    assert not (tmp_path / "harvest" / "_stage.json").exists()
+    assert not (tmp_path / chain.stage("harvest").output / "_stage.json").exists()
 
 
 def test_bad_config_fails_before_anything_is_sent(cluster, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.chain import stage_parts
+from pipeline.chain import stage
 from pipeline.core.config import load_config
 from pipeline.core.errors import PipelineError
 from pipeline.ops.cluster import entrypoint, job_address, job_client, submit
@@ -27,7 +27,7 @@ def test_the_job_reads_back_the_config_resolved_here(tmp_path, monkeypatch):
     sets = sets_of(command)
     assert "quality.min_stop_words=1" in sets  # nested tables as dotted keys
     assert not any(s.startswith("timeout_s") for s in sets)  # another stage's override stays out
-    cls = stage_parts("filter")[1]
+    cls = stage("filter").config
     here = load_config(cls, "filter", str(config), [o.split(".", 1)[1] for o in overrides if o.startswith("filter.")])
     there = load_config(cls, "filter", None, sets)
     assert there.input == str(tmp_path / "docs")  # relative paths made absolute

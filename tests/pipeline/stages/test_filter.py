@@ -3,10 +3,12 @@ from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from pipeline.core.errors import PipelineError
+from pipeline.stages.annotate import AnnotateConfig, annotate_table
 from pipeline.stages.extract import CARRIED
-from pipeline.stages.filter import FilterConfig, filter_table, is_wikimedia, is_wikipedia
-from pipeline.text.langid import LanguageScorer, token_counts
+from pipeline.stages.filter import FilterConfig, Rule, filter_table, is_wikimedia, is_wikipedia
 
 
 def docs(rows):
@@ -21,11 +23,9 @@ def docs(rows):
         "submission_ids": ["a"],
         "subreddits": ["s"],
     }
-    rows = [base | r for r in rows]
-    texts = [r["text"] for r in rows]  # annotated as extract annotates them
-    for r, lang, score, n in zip(rows, *LanguageScorer()(texts), token_counts(texts)):
-        r.update(lang=lang, lang_score=score, n_tokens=n)
-    return pa.Table.from_pylist(rows)
+    table = pa.Table.from_pylist([base | r for r in rows])
+    # annotated as the annotate stage annotates them: the default annotators, and the quality signals
+    return annotate_table(table, AnnotateConfig(input="i", output="o", annotators=["language", "tokens", "quality"]))
 
 
 def sentences(shared, lang, n=10, start=0):
@@ -101,7 +101,45 @@ def test_rejected_documents_kept_with_their_reasons(tmp_path, shared):
     src = tmp_path / "docs" / "part-00000.parquet"
     write_parquet(table, src)
     cfg = FilterConfig(input=str(src.parent), output=str(tmp_path / "out"), keep_rejected=True)
-    rec = filter_shard(ShardTask("part-00000", [str(src)], str(tmp_path / "out"), cfg))
+    rec = filter_shard(ShardTask("part-00000", [str(src)], str(tmp_path / "out"), cfg, None))
     rejected = pq.read_table(tmp_path / "out" / "rejected" / "part-00000.parquet")
     assert rejected.column("drop_reason").to_pylist() == ["language"] and rec["drops"] == {"language": 1}
     assert [f["path"] for f in rec["files"]] == ["part-00000.parquet", "rejected/part-00000.parquet"]
+
+
+def test_rules_are_data_and_apply_in_order(shared):
+    en = sentences(shared, "en", 12)
+    table = docs([{"text": en}, {"text": en + " Lorem ipsum."}, {"text": sentences(shared, "en", 30, 20)}])
+    n = table.column("n_tokens").to_pylist()
+    longest = max(n)
+    rules = [
+        Rule(column="n_tokens", op=">=", value=longest, reason="too_long"),
+        Rule(column="quality_lorem_ipsum", op="==", value=True, reason="placeholder"),
+        Rule(column="n_tokens", op=">=", value=0, reason="everything_else"),  # never reached for the first two
+    ]
+    cfg = FilterConfig(input="i", output="o", min_tokens=0, min_lang_score=0, rules=rules)
+    _, reasons = filter_table(table, cfg)
+    assert reasons == ["everything_else", "placeholder", "too_long"]
+    # and a rule that reads a column nobody wrote names the missing annotator's column
+    missing = FilterConfig(input="i", output="o", rules=[Rule(column="toxicity", op=">", value=0.5, reason="toxic")])
+    with pytest.raises(PipelineError, match="column 'toxicity'.*annotators"):
+        filter_table(table, missing)
+
+
+def test_a_missing_value_fails_a_comparison_and_is_in_no_set():
+    table = pa.table(
+        {
+            "url": ["http://a.example/"] * 4,
+            "final_url": ["http://a.example/"] * 4,
+            "lang": ["en", None, "de", "de"],
+            "lang_score": [0.9, None, 0.9, 0.9],
+            "n_tokens": [500, 500, None, 500],
+            "score": [1.5, None, 0.2, None],
+        }
+    )
+    low = Rule(column="score", op="<", value=1.0, reason="low")
+    cfg = FilterConfig(input="i", output="o", languages=["en", "de"], rules=[low])
+    assert filter_table(table, cfg)[1] == [None, "language", "too_short", "low"]
+    german = Rule(column="lang", op="in", value=["de"], reason="german")
+    cfg = FilterConfig(input="i", output="o", languages=["en", "de"], min_tokens=0, rules=[german])
+    assert filter_table(table, cfg)[1] == [None, "language", "too_short", "german"]
