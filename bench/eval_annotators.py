@@ -92,7 +92,9 @@ def classifier(corpus: dict[str, list[str]], folder: Path, seed: int = 0) -> tup
     half = len(labelled) // 2
     train, test = labelled[:half], labelled[half:]
     (folder / "train.txt").write_text("".join(f"__label__{y} {' '.join(t.split())}\n" for y, t in train))
-    model = fasttext.train_supervised(str(folder / "train.txt"), epoch=10, wordNgrams=2, dim=32, seed=seed, thread=1)
+    model = fasttext.train_supervised(
+        str(folder / "train.txt"), epoch=25, lr=0.5, wordNgrams=2, dim=32, minCount=1, seed=seed, thread=1
+    )
     path = folder / "articles.bin"
     model.save_model(str(path))
     cls = annotator_class("classifier")
