@@ -21,7 +21,7 @@ endif
 export PYTHONUNBUFFERED := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: venv demo test fuzz lint cluster-up cluster-down cluster-status bench-scale drills train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize bench-contamination eval-extract eval-langid eval-dedup eval-annotators ingest reddit-api harvest-report
+.PHONY: venv stages demo test fuzz lint cluster-up cluster-down cluster-status bench-scale drills train evaluate export-hf bench-train bench-train-cpu verify publish contamination clean-demo help bench bench-harvest bench-harvest-instructions bench-fetch bench-extract bench-dedup bench-tokenize bench-contamination eval-extract eval-langid eval-dedup eval-annotators ingest reddit-api harvest-report
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
@@ -66,11 +66,15 @@ FUZZ_SCALE ?= 30
 fuzz: venv
 	OWT_FUZZ_PROFILE=fuzz OWT_FUZZ_SCALE=$(FUZZ_SCALE) $(PY) -m pytest -q tests/pipeline/test_fuzz.py
 
-# ruff (style, imports, bugs), then mypy over pipeline/ and dags/ (the framework and the stages strictly: pyproject.toml)
+# ruff (style, imports, bugs, formatting), then mypy over pipeline/, model/ and dags/ (the framework, the stages and
+# chain.py with every function typed: pyproject.toml)
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+stages: venv
+	@$(PY) -m pipeline stages
 
 # make <stage>: every stage pipeline/chain.py lists is a target, through this rule for targets make has no rule
 # for (the stage names are not repeated here; the CLI refuses a name that is not a stage).

@@ -37,6 +37,7 @@ from pipeline.web.replay import html_benchmark_pages  # noqa: E402
 CHAIN = [s.name for s in PIPELINE[[s.name for s in PIPELINE].index("extract") :] if s.uses_ray]
 WORKER_FAULTS = {
     "extract": ["shard.part-00000.record", "shard.part-00003.record", "shard.part-00005.record"],
+    "annotate": ["shard.part-00001.record", "shard.part-00004.record"],
     "filter": ["shard.part-00002.record"],
     "dedup": [
         "shard._work/signatures/part-00002.record",
@@ -48,6 +49,7 @@ WORKER_FAULTS = {
 }
 DRIVER_FAULTS = {
     "extract": "driver.extract.pages.2",
+    "annotate": "driver.annotate.documents.3",
     "filter": "driver.filter.documents.3",
     "dedup": "driver.dedup.signatures.4",
     "tokenize": "driver.tokenize.documents.2",

@@ -4,7 +4,9 @@ a Ray job, then the corpus verified and published.
 Parameters:
 - `ray_address`: the cluster's dashboard URL (http://head:8265); empty: $RAY_ADDRESS, else the local cluster of
   `make cluster-up`.
-- `config`: a TOML file with a table per stage (options such as fetch politeness); the parameters below override it.
+- `config`: a TOML file with a table per stage (options such as fetch politeness); the parameters below override
+  its `[pipeline] root`, harvest's `input` and the manifest's `name` and `version` (a table that names its own
+  `input` or `output` keeps it).
 - `dumps`: the Reddit dump files, directories or globs for harvest.
 - `output`: the pipeline's root: every stage's dataset goes to its folder under it (chain.py names them), on
   storage every Ray node sees (a shared filesystem path, or s3:// / gs:// for the stages before the manifest).

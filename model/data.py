@@ -65,7 +65,7 @@ class TokenData:
         skipped; after the last shard the pass starts over (epoch + 1)."""
         if (self.lengths <= block_size).all():
             raise PipelineError(f"no shard holds more than block_size+1 = {block_size + 1} tokens; lower block_size")
-        rows = []
+        rows: list[np.ndarray] = []
         pos = self.position
         while len(rows) < batch_size:
             arr = self.arrays[pos["shard"]]

@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -82,10 +82,11 @@ def to_hf_state_dict(state: dict[str, torch.Tensor], n_layer: int) -> dict[str, 
 def hf_config(gpt_config: dict[str, Any]) -> GPT2Config:
     from transformers import GPT2Config
 
+    older: dict[str, Any] = {"n_ctx": gpt_config["block_size"]}  # what older transformers read for the context
     return GPT2Config(
         vocab_size=GPT2_VOCAB,
         n_positions=gpt_config["block_size"],
-        n_ctx=gpt_config["block_size"],
+        **older,
         n_embd=gpt_config["n_embd"],
         n_layer=gpt_config["n_layer"],
         n_head=gpt_config["n_head"],
@@ -111,7 +112,7 @@ def build_model(ckpt: dict[str, Any], dtype: torch.dtype) -> GPT2LMHeadModel:
         model.load_state_dict(state, strict=True)  # copies into the tied parameter twice: same values
     except RuntimeError as e:
         raise PipelineError(f"checkpoint does not fit GPT2LMHeadModel: {' '.join(str(e).split())}") from None
-    return model.to(dtype).eval()
+    return cast(Any, model).to(dtype).eval()  # transformers' stubs type .to() for devices only
 
 
 def generation_config(ckpt: dict[str, Any]) -> GenerationConfig:
@@ -153,8 +154,8 @@ def write_tokenizer(out: Path, encoding: str, block_size: int) -> str | None:
     if None in files.values():
         return "GPT-2's encoder.json/vocab.bpe are not in tiktoken's cache (see TIKTOKEN_CACHE_DIR)"
     for name, data in files.items():  # encoder.json is HF's vocab.json, vocab.bpe its merges.txt
-        (out / name).write_bytes(data)
-    from transformers import GPT2TokenizerFast
+        (out / name).write_bytes(cast(bytes, data))
+    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]  # exported lazily
 
     tok = GPT2TokenizerFast.from_pretrained(out, model_max_length=block_size)
     tok.save_pretrained(out)  # adds tokenizer.json and tokenizer_config.json

@@ -18,7 +18,7 @@ import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -191,8 +191,8 @@ def train_loop(config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.seed + rank)
     data_rng = np.random.default_rng(cfg.seed + rank)
     gcfg = cfg.gpt_config()
-    model = GPT(gcfg).to(device)
-    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
+    raw_model = GPT(gcfg).to(device)
+    optimizer = raw_model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
     start_step = 0
 
     train = TokenData(cfg.data, "train", cfg.tokenizer, vocab_sha, rank, world, verify=cfg.verify_data)
@@ -205,7 +205,7 @@ def train_loop(config: dict[str, Any]) -> None:
     elif ckpt_path.is_file():  # a new run (or a restarted driver) in an out_dir that has one
         state, source = load_checkpoint(ckpt_path), str(ckpt_path)
     if state is not None:
-        model.load_state_dict(state["model"])
+        raw_model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step = state["step"]
         ranks = state.get("ranks", [])
@@ -227,7 +227,8 @@ def train_loop(config: dict[str, Any]) -> None:
             say(f"train: resuming from step {start_step} ({source})")
             forget_metrics_after(metrics_path, start_step)
 
-    raw_model = model
+    # What runs the steps: the GPT, possibly wrapped (DDP, torch.compile); raw_model is what is saved and sampled.
+    model: torch.nn.Module = raw_model
     if under_ray and world > 1:
         model = ray.train.torch.prepare_model(model)
     elif torchrun and world > 1:
@@ -235,7 +236,7 @@ def train_loop(config: dict[str, Any]) -> None:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if cfg.compile:
-        model = torch.compile(model)
+        model = cast(torch.nn.Module, torch.compile(model))  # an OptimizedModule for a module
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -302,7 +303,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 x, y = train.get_batch(cfg.batch_size, gcfg.block_size, data_rng)
             sync = nullcontext()
             if world > 1 and micro < cfg.grad_accum - 1:
-                sync = model.no_sync()  # all-reduce once per step, not per micro-batch
+                sync = cast(Any, model).no_sync()  # DDP's (or compiled DDP's): all-reduce once per step
             with sync, autocast:
                 _, loss = model(x.to(device), y.to(device))
                 (loss / cfg.grad_accum).backward()
@@ -311,6 +312,8 @@ def train_loop(config: dict[str, Any]) -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the step's kernels done before its time is read
         window_steps, window_s = window_steps + 1, window_s + clock() - step_started
         done = step + 1
         fault_point(f"train.step.{done}.rank.{rank}")

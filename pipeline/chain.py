@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.config import StageConfig, load_config, read_file_section
+from pipeline.core.dataset import Dataset, write_json
 from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.core.runner import Runner
 from pipeline.core.stage import Record, Stage, running, summary_line
@@ -190,6 +191,12 @@ def run_stage(name: str, cfg: StageConfig, runner: Runner | None, overwrite: boo
     s = stage(name)
     with running(s):
         result = s.run(cfg, runner, overwrite)
+    if result.get("reused") and s.uses_ray and result.get("about") != s.described():
+        # Finished before its entry said this (or before entries were recorded): the description is no part of the
+        # stage's identity or output, so the finished manifest takes the current one.
+        result = {k: v for k, v in result.items() if k != "reused"} | {"about": s.described()}
+        write_json(Dataset(cfg.output).stage_file, result)
+        result["reused"] = True
     if result.get("reused"):
         where = result.get("path") or cfg.output
         print(

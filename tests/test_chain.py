@@ -15,10 +15,11 @@ from pipeline.core.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = set(chain.names())
-# Two stage names joined as a sequence: "harvest, fetch", "dedup -> tokenize", "make harvest|fetch", "a/b".
-SEPARATOR = r"\s*(?:,|\||->|→|>>|/|\.\.\.|…)\s*"
+# Stage names joined as a sequence, in any case: two with a separator ("harvest, fetch", "dedup -> tokenize",
+# "make harvest|fetch", "a/b", "a; b"), or three with spaces only ("harvest fetch extract", a Makefile list).
+SEPARATOR = r"\s*(?:,|;|\||->|→|=>|<-|>>|/|\.\.\.|…|\s-\s)\s*"
 NAME = "(?:" + "|".join(sorted(map(re.escape, NAMES), key=len, reverse=True)) + ")"
-SEQUENCE = re.compile(rf"\b{NAME}{SEPARATOR}{NAME}\b")
+SEQUENCE = re.compile(rf"\b{NAME}{SEPARATOR}{NAME}\b|\b{NAME}\s+{NAME}\s+{NAME}\b", re.IGNORECASE)
 
 
 def product_files() -> list[Path]:
@@ -36,11 +37,18 @@ def spelled_chains(path: Path) -> list[str]:
             found.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     if path.suffix == ".py":
         for node in ast.walk(ast.parse(text)):
-            items = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None)
-            if isinstance(node, ast.List | ast.Tuple | ast.Set | ast.Dict) and items:
-                named = [n.value for n in items if isinstance(n, ast.Constant) and n.value in NAMES]
-                if len(named) >= 2:
-                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {named}")
+            if isinstance(node, ast.Dict):
+                items = [*node.keys, *node.values]
+            elif isinstance(node, ast.List | ast.Tuple | ast.Set):
+                # an element may be a pair whose first item names the stage: [("harvest", f), ("fetch", g)]
+                items = [e.elts[0] if isinstance(e, ast.Tuple) and e.elts else e for e in node.elts]
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dict":
+                items = [ast.Constant(k.arg) for k in node.keywords]
+            else:
+                continue
+            named = [n.value for n in items if isinstance(n, ast.Constant) and n.value in NAMES]
+            if len(named) >= 2:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {named}")
     return found
 
 
@@ -60,6 +68,10 @@ def test_the_detector_sees_a_chain(tmp_path):
     py = tmp_path / "x.py"
     py.write_text(f"ORDER = [{a!r}, {b!r}]\n")
     assert spelled_chains_at(py) and spelled_chains_at(write(tmp_path / "Makefile", f"# make {a}|{b}|{c}\n"))
+    assert spelled_chains_at(write(tmp_path / "M2", f"STAGES := {a} {b} {c}\n"))
+    assert spelled_chains_at(write(tmp_path / "t.txt", f"# {a.title()}; {b}\n"))
+    assert spelled_chains_at(write(tmp_path / "z.py", f"STEPS = [({a!r}, 1), ({b!r}, 2)]\n"))
+    assert spelled_chains_at(write(tmp_path / "w.py", f"NEXT = {{{a!r}: {b!r}}}\nD = dict({a}=1, {b}=2)\n"))
     assert not spelled_chains_at(write(tmp_path / "y.py", f"X = {a!r}\nY = [{b!r}, 'other']\n"))
 
 
@@ -103,3 +115,21 @@ def test_config_for_fills_folders_and_the_table_wins(tmp_path):
     assert chain.config_for(second, cfg, root=str(tmp_path / "other")).input.startswith(str(tmp_path / "other"))
     with pytest.raises(PipelineError, match="unknown stage 'nope'"):
         chain.stage("nope")
+
+
+def test_a_reused_stage_takes_its_current_description(tmp_path, finished_dataset):
+    import json
+
+    import pyarrow as pa
+
+    from pipeline.core.runner import LocalRunner
+
+    docs = pa.table({"url": ["http://a.example/"], "final_url": ["http://a.example/"], "lang": ["en"],
+                     "lang_score": [0.9], "n_tokens": [500], "text": ["x"]})  # fmt: skip
+    finished_dataset(tmp_path / "docs", [docs])
+    cfg = chain.stage("filter").config(input=str(tmp_path / "docs"), output=str(tmp_path / "out"))
+    chain.stage("filter").run(cfg, LocalRunner(), False)  # as a program calling the stage module directly
+    assert "about" not in json.loads((tmp_path / "out" / "_stage.json").read_text())
+    again = chain.run_stage("filter", cfg, LocalRunner())
+    assert again["reused"] and again["about"] == chain.stage("filter").described()
+    assert json.loads((tmp_path / "out" / "_stage.json").read_text())["about"]["about"] == chain.stage("filter").about

@@ -144,3 +144,14 @@ def test_ray_is_imported_by_the_runner_only():
         )
     }
     assert users <= {"pipeline.core.runner", "pipeline.ops.cluster"}, users
+
+
+def test_imports_are_absolute():
+    # The layer check reads absolute imports; a relative one would pass it unseen.
+    relative = [
+        f"{module_name(p)}:{n.lineno}"
+        for p in project_modules().values()
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, ast.ImportFrom) and n.level > 0
+    ]
+    assert relative == []

@@ -44,6 +44,8 @@ class FastTextClassifier(Annotator):
     @classmethod
     def identity(cls, options: BaseModel) -> dict[str, Any]:
         assert isinstance(options, ClassifierOptions)
+        if not Path(options.model).is_file():
+            raise PipelineError(f"classifier model not found: {options.model} ([annotate.options.classifier] model)")
         return file_identity(options.model)
 
     def columns(self) -> pa.Schema:

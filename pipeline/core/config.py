@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.core.errors import ConfigError
 
@@ -24,7 +24,14 @@ class Resources(BaseModel):
 
     cpus: float = Field(1.0, gt=0)
     memory_gb: float | None = Field(None, gt=0)  # None: no reservation (Ray's default)
-    gpus: float = Field(0.0, ge=0)
+    gpus: float = Field(0.0, ge=0)  # a share of one GPU (0.25), or whole GPUs (2)
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_or_share(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError("more than one GPU must be a whole number (Ray schedules shares of one GPU only)")
+        return v
 
 
 class TypedConfig(BaseModel):

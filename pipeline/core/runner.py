@@ -88,6 +88,8 @@ class RayRunner:
                 kwargs["num_cpus"] = num_cpus
             ray.init(**kwargs)
             self._owned = True
+        # Ray started here, on this machine alone: no node will join to take a task that fits none.
+        self._embedded = self._owned and address is None and not os.environ.get("RAY_ADDRESS")
 
     def map(
         self, fn: Callable[[T], R], items: Sequence[T], *, desc: str, resources: Resources | None = None
@@ -121,19 +123,23 @@ class RayRunner:
         return [results[ref] for ref in refs]
 
     def check_fits(self, asks: Resources, desc: str) -> None:
-        """A task no node can hold would wait forever: say so, and which setting to change."""
+        """A task no node can hold would wait forever on a cluster of fixed size: the embedded Ray is refused with
+        the setting to change; a cluster (which may add nodes as tasks wait) gets a warning."""
         nodes = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
         need = {"CPU": asks.cpus, "GPU": asks.gpus, "memory": (asks.memory_gb or 0) * 2**30}
         if any(all(node.get(k, 0) >= v for k, v in need.items() if v) for node in nodes):
             return
         biggest = {k: max((node.get(k, 0) for node in nodes), default=0) for k in need}
         stage = desc.split(" ")[0]
-        raise PipelineError(
-            f"{desc}: each task asks for {asks.cpus:g} CPUs, {asks.gpus:g} GPUs, "
-            f"{asks.memory_gb or 0:g} GB of memory, but the largest node has {biggest['CPU']:g} CPUs, "
-            f"{biggest['GPU']:g} GPUs and {biggest['memory'] / 2**30:.1f} GB; lower [{stage}.resources] "
-            "(or the stage's threads) or add a bigger node"
+        problem = (
+            f"{desc}: each task asks for {asks.cpus:g} CPUs, {asks.gpus:g} GPUs, {asks.memory_gb or 0:g} GB of "
+            f"memory, but the largest node has {biggest['CPU']:g} CPUs, {biggest['GPU']:g} GPUs and "
+            f"{biggest['memory'] / 2**30:.1f} GB"
         )
+        if self._embedded:
+            raise PipelineError(f"{problem}; lower [{stage}.resources] (or the stage's threads)")
+        print(f"warning: {problem}; the tasks wait for a node that can hold them (an autoscaler adding one)",
+              file=sys.stderr)  # fmt: skip
 
     def close(self) -> None:
         if self._owned:

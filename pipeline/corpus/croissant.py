@@ -190,8 +190,10 @@ def settings(keys: list[str], config: dict[str, Any]) -> str:
 def fmt_value(v: Any) -> str:
     if isinstance(v, bool):
         return str(v).lower()
+    if isinstance(v, list) and all(isinstance(x, dict) and "op" in x for x in v) and v:
+        return "[" + "; ".join(fmt_rule(x) for x in v) + "]"  # filter's rules
     if isinstance(v, list):
-        return "[" + ", ".join(str(x) for x in v) + "]"
+        return "[" + ", ".join(fmt_value(x) if isinstance(x, bool) else str(x) for x in v) + "]"
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
@@ -223,9 +225,20 @@ def limitations(manifest: dict[str, Any]) -> list[str]:
         "Pages were fetched when the corpus was built, not when they were linked: some had changed or vanished; "
         "extraction can keep boilerplate or lose parts of the main text."
     )
-    if filt.get("quality_rules") is False:
+    rules = filt.get("rules") or []
+    if rules:
+        shown = "; ".join(fmt_rule(r) for r in rules)
+        out.append(f"Also dropped by these rules on the documents' annotations: {shown}.")
+    if filt.get("quality_rules") is False and not rules:
         out.append("No quality or toxicity filter beyond language and length: offensive and low-quality text remains.")
+    elif filt.get("quality_rules") is False:
+        out.append("No filter beyond language, length and the rules above: offensive and low-quality text may remain.")
     return out
+
+
+def fmt_rule(rule: dict[str, Any]) -> str:
+    """A filter rule as the card says it: `classifier_score < 0.5 (low_quality)`."""
+    return f"{rule.get('column')} {rule.get('op')} {fmt_value(rule.get('value'))} ({rule.get('reason')})"
 
 
 def biases(manifest: dict[str, Any]) -> list[str]:

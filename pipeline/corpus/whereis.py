@@ -3,8 +3,8 @@
     python -m pipeline whereis <tokens>/<split>/tokens-<n>.arrow <position>
 
 The shard's index (`<tokens>/index/<split>-<n>.parquet`) gives the document that holds the position and its row in
-the document shards; the stage manifests lead back through the datasets (tokenize <- dedup <- ... <- harvest) to
-the links row of its URL: Reddit score, submission ids, subreddits, first submission time. A published or
+the document shards; the stage manifests lead back, input by input, through every dataset before it to harvest's
+links row of its URL: Reddit score, submission ids, subreddits, first submission time. A published or
 downloaded corpus (no stage manifests) answers from the document row, which carries the same columns.
 """
 

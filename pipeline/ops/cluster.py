@@ -23,7 +23,9 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -217,9 +219,23 @@ def _absolute(value: Any) -> Any:
     return value
 
 
+BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def toml_literal(value: Any) -> str:
-    # JSON strings, numbers, booleans and lists of them are TOML literals too.
-    return json.dumps(value)
+    """A JSON-like value as a TOML literal, as `--set` reads it: tables inline (filter's rules are a list of them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int | float | str):
+        return json.dumps(value)  # JSON strings and numbers are TOML's too (escapes included)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = [f"{k if BARE_KEY.match(k) else json.dumps(k)} = {toml_literal(v)}" for k, v in value.items()]
+        return "{" + ", ".join(items) + "}"
+    raise PipelineError(f"submit: {value!r} has no TOML form")
 
 
 def entrypoint(target: str, config: str | None, overrides: list[str], root: str | None = None) -> str:
@@ -241,7 +257,7 @@ def entrypoint(target: str, config: str | None, overrides: list[str], root: str 
     args = []
     # Only what differs from the defaults (the job's stage saves its whole resolved config with its output).
     for key, value in flat(cfg.model_dump(mode="json", exclude_defaults=True)):
-        if key in PATH_KEYS:
+        if key in PATH_KEYS or (key.startswith("options.") and key.endswith(".model")):  # annotators' model files
             value = _absolute(value)
         args.append(f"--set {key}={shlex.quote(toml_literal(value))}")
     return f"python -m {module} " + " ".join(args)

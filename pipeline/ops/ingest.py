@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text-column", default="text")
     ap.add_argument("--id-column", default=None, help="a unique id per document (default: the url, else file:row)")
     ap.add_argument("--url-column", default=None)
+    ap.add_argument("--no-metadata", action="store_true", help="keep only the text, id and url of each row")
     ap.add_argument("--config", metavar="FILE", help="TOML file with tables for the stages that run")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE")
     ap.add_argument("--runner", choices=["ray", "local"], default="ray")
@@ -66,11 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stages = plan(args.at, args.through)
         cfg = ingest.IngestConfig(
-            input=[str(Path(f).resolve()) for f in args.files],
+            input=[f if "://" in f else str(Path(f).resolve()) for f in args.files],
             output=chain.under(args.root, INGEST.output),
             text_column=args.text_column,
             id_column=args.id_column,
             url_column=args.url_column,
+            metadata=not args.no_metadata,
         )
         configs = {
             name: chain.config_for(

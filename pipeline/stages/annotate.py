@@ -4,7 +4,9 @@ columns, so trying another threshold never runs a model again, and adding a scor
 
 Each annotator's columns are cached per input shard under `_annotations/<name>-<fingerprint>/`, the fingerprint
 covering its name, version, options and model file: adding or changing one annotator computes only that one, even
-after `--overwrite` (the cache is kept; it is content-addressed, so it cannot be stale).
+after `--overwrite` (the cache is kept; it is content-addressed, so it cannot be stale). The annotators'
+fingerprints are part of the stage's input, so a model file replaced under the same path redoes the stage (and its
+other annotators come from the cache) without `--overwrite`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from pipeline.annotators import annotator_class
 from pipeline.annotators.base import Annotator
 from pipeline.core import storage
 from pipeline.core.config import StageConfig
-from pipeline.core.dataset import read_parquet, write_parquet
+from pipeline.core.dataset import Dataset, read_parquet, write_parquet
 from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.core.runner import Runner
-from pipeline.core.stage import Record, ShardTask, finish_shard, run_shardwise
+from pipeline.core.stage import Record, ShardTask, StageRun, combined_fingerprint, finish_shard, verify_entries
 
 CACHE = "_annotations"
 
@@ -68,6 +70,15 @@ class Chosen:
         return f"{CACHE}/{self.name}-{self.fingerprint[:16]}"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The payload of an annotate task: the annotators (fingerprinted once, by the driver) and the sha256 of the
+    input shard, which names its cache files."""
+
+    annotators: tuple[Chosen, ...]
+    input_sha256: str
+
+
 def chosen(cfg: AnnotateConfig) -> list[Chosen]:
     out = []
     for name in cfg.annotators:
@@ -101,19 +112,29 @@ def _append(docs: pa.Table, columns: pa.Table, name: str) -> pa.Table:
     return docs
 
 
-def annotate_shard(task: ShardTask[AnnotateConfig, None]) -> Record:
-    cfg = task.config
+def cached_columns(path: Path, rows: int) -> pa.Table | None:
+    """A cache file, if it is there and whole; a damaged one is computed again (it is only a cache)."""
+    if not storage.is_file(path):
+        return None
+    try:
+        columns = read_parquet(path)
+    except PipelineError:
+        return None
+    return columns if columns.num_rows == rows else None
+
+
+def annotate_shard(task: ShardTask[AnnotateConfig, Plan]) -> Record:
     (path,) = task.inputs
     docs = read_parquet(path)
     out = Path(task.output)
     table, how = docs, {}
-    for c in chosen(cfg):
+    for c in task.payload.annotators:
         # By the input shard's content: the same documents give the same columns, whichever run asks.
-        cached = out / c.folder / f"{task.input_fingerprint}.parquet"
-        columns = read_parquet(cached) if storage.is_file(cached) else None
-        if columns is None or columns.num_rows != docs.num_rows:
+        cache = out / c.folder / f"{task.payload.input_sha256}.parquet"
+        columns = cached_columns(cache, docs.num_rows)
+        if columns is None:
             columns = annotator(c).annotate(docs)
-            write_parquet(columns, cached)
+            write_parquet(columns, cache)
             how[c.name] = "computed"
         else:
             how[c.name] = "cached"
@@ -124,13 +145,27 @@ def annotate_shard(task: ShardTask[AnnotateConfig, None]) -> Record:
 
 
 def run(cfg: AnnotateConfig, runner: Runner | None, overwrite: bool = False) -> Record:
-    return run_shardwise(
-        "annotate",
-        cfg,
-        annotate_shard,
-        runner,
-        overwrite,
-        desc="documents",
-        totals=lambda shards: {"annotators": {c.name: c.fingerprint for c in chosen(cfg)}},
-        keep=(CACHE,),
-    )
+    src = Dataset(cfg.input)
+    annotators = tuple(chosen(cfg))  # here, once: a model file is hashed by the driver, not by every task
+    fingerprints = {c.name: c.fingerprint for c in annotators}
+    scores = combined_fingerprint([f"{c.name}:{c.fingerprint}" for c in annotators])
+    # The annotators are an input like the documents: another model under the same path redoes every shard.
+    inputs = {src.uri: src.fingerprint(), "annotators": scores}
+    run_ = StageRun("annotate", cfg, cfg.output, inputs, runner, overwrite, keep=(CACHE,))
+    if run_.reused:
+        return run_.out.manifest() | {"reused": True}
+    out = str(run_.out.path.resolve())
+    tasks = [
+        ShardTask(
+            p.stem,
+            [str(p.resolve())],
+            out,
+            cfg,
+            Plan(annotators, e["sha256"]),
+            f"{e['sha256']}:{scores}",
+            verify_entries(src.path, [e]),
+        )  # fmt: skip
+        for p, e in src.shard_entries(".parquet")
+    ]
+    shards = run_.map(annotate_shard, tasks, "documents")
+    return run_.finish(shards, extra={"annotators": fingerprints})

@@ -11,7 +11,9 @@ that reproduce OpenWebText (language, its score, length) are spelled as three ke
     reason = "low_quality"
 
 A document is dropped for the first rule it fails, in this order: Wikipedia, Wikimedia, the language, its score,
-the length, the quality rules, then `rules` in their order. A missing value (null) fails a comparison.
+the length, the quality rules, then `rules` in their order. A missing value (null) is as Python has None: equal to
+nothing and in no set (so `==` and `in` keep it, `!=` and `not in` drop it), and it fails every threshold
+(`<`, `<=`, `>`, `>=` drop it: a score that was never computed does not pass).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from pipeline.text.urls import host_of
 # Wikimedia's other projects, dropped with `drop_wikimedia`: Wikipedia text in other clothes (and in eval sets).
 WIKIMEDIA = ("wikimedia.org", "wiktionary.org", "wikibooks.org", "wikinews.org", "wikiquote.org", "wikisource.org",
              "wikiversity.org", "wikivoyage.org", "wikidata.org", "mediawiki.org", "wikifunctions.org")  # fmt: skip
-Value = float | int | bool | str | list[str]
+Scalar = bool | int | float | str
+Value = Scalar | list[Scalar]
 
 
 class Rule(BaseModel):
@@ -56,7 +59,8 @@ class FilterConfig(StageConfig):
     drop_wikipedia: bool = True  # WebText removed Wikipedia (it is in most other eval sets)
     drop_wikimedia: bool = False  # also Wiktionary, Wikibooks, Wikisource, ... (WebText did not say)
     languages: list[str] = ["en"]  # drop reason "language": `lang` (annotate's language) not among these
-    # fastText lid.176 confidence; 0.5 keeps >= 99% of English documents and drops >= 99% of others (BENCHMARKS.md)
+    # fastText lid.176 confidence; 0.5 keeps >= 99% of English documents and drops >= 99% of others (BENCHMARKS.md).
+    # Compared as stored (a float32, widened): a score shown as 0.7 is 0.69999999 and fails min_lang_score = 0.7.
     min_lang_score: float = Field(0.5, ge=0.0, le=1.0)  # "language_score"
     min_tokens: int = Field(128, ge=0)  # "too_short": OpenWebText dropped documents under 128 GPT-2 tokens
     # Gopher/C4-style heuristics on the quality annotator's columns, each its own drop reason; OpenWebText used none.
@@ -94,6 +98,9 @@ COMPARE = {"<": pc.less, "<=": pc.less_equal, ">": pc.greater, ">=": pc.greater_
            "!=": pc.not_equal}  # fmt: skip
 
 
+NULL_DROPS = {"<": True, "<=": True, ">": True, ">=": True, "==": False, "!=": True}
+
+
 def fails(table: pa.Table, rule: Rule) -> np.ndarray:
     """(rows,) bool: where the rule drops the document."""
     if rule.column not in table.column_names:
@@ -102,17 +109,23 @@ def fails(table: pa.Table, rule: Rule) -> np.ndarray:
             f"{', '.join(table.column_names)}); add the annotator that writes it to [annotate] annotators"
         )
     col = table.column(rule.column)
-    if rule.op in ("in", "not in"):
-        values = rule.value if isinstance(rule.value, list) else [rule.value]
-        found = pc.is_in(col, value_set=pa.array(values, col.type)).fill_null(False)  # null: in no set
-        hit = found if rule.op == "in" else pc.invert(found)
-    else:
-        if isinstance(rule.value, list):
-            raise PipelineError(f"filter rule {rule.reason!r}: {rule.op} compares with one value, got a list")
-        if pa.types.is_floating(col.type) or isinstance(rule.value, float):
-            # as Python compares: the stored value, widened to a double, against the threshold
-            col = col.cast(pa.float64())
-        hit = COMPARE[rule.op](col, pa.scalar(rule.value, col.type)).fill_null(True)  # null: fails
+    try:
+        if rule.op in ("in", "not in"):
+            values = rule.value if isinstance(rule.value, list) else [rule.value]
+            found = pc.is_in(col, value_set=pa.array(values).cast(col.type)).fill_null(False)  # null: in no set
+            hit = found if rule.op == "in" else pc.invert(found)
+        else:
+            if isinstance(rule.value, list):
+                raise PipelineError(f"filter rule {rule.reason!r}: {rule.op} compares with one value, got a list")
+            if pa.types.is_floating(col.type) or isinstance(rule.value, float):
+                # as Python compares: the stored value, widened to a double, against the threshold
+                col = col.cast(pa.float64())
+            hit = COMPARE[rule.op](col, pa.scalar(rule.value).cast(col.type)).fill_null(NULL_DROPS[rule.op])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        raise PipelineError(
+            f"filter rule {rule.reason!r}: column {rule.column!r} holds {col.type}, which does not compare "
+            f"{rule.op} {rule.value!r} ({e})"
+        ) from None
     return hit.to_numpy(zero_copy_only=False).astype(bool)
 
 

@@ -43,12 +43,17 @@ class TokenizeConfig(StageConfig):
     val_fraction: float = Field(0.0005, ge=0.0, le=1.0)  # nanoGPT's OpenWebText split
     # ~100M tokens = 200 MB a shard: few files for 9B tokens, each small enough to hash, copy and map at once.
     shard_tokens: int = Field(100_000_000, ge=1)
-    threads: int = Field(2, ge=1)  # tiktoken threads per encode task: the CPUs each task asks Ray for
+    # tiktoken threads per encode task, and the CPUs each task asks Ray for; None: the task's resources.cpus (1)
+    threads: int | None = Field(None, ge=1)
 
     transport_keys = frozenset({"threads"})
 
+    @property
+    def encode_threads(self) -> int:
+        return self.threads or max(1, int(self.resources.cpus))
+
     def task_resources(self) -> Resources:
-        return self.resources.model_copy(update={"cpus": float(self.threads)})
+        return self.resources.model_copy(update={"cpus": float(self.encode_threads)})
 
 
 def split_of(url_hash: str, val_fraction: float) -> str:
@@ -80,7 +85,7 @@ def encode_shard(task: ShardTask[TokenizeConfig, None]) -> Record:
     cfg = task.config
     (path,) = task.inputs
     docs = read_parquet(path)
-    encoded = encode_texts(docs.column("text").to_pylist(), cfg.tokenizer, cfg.threads)
+    encoded = encode_texts(docs.column("text").to_pylist(), cfg.tokenizer, cfg.encode_threads)
     eot_id = tokenizer(cfg.tokenizer).eot_token
     eot = np.array([eot_id], dtype=np.uint32)
     splits = [split_of(h, cfg.val_fraction) for h in docs.column("url_hash").to_pylist()]

@@ -27,8 +27,15 @@ def fasttext_model_path(configured: str | None = None) -> Path:
     return p
 
 
-@lru_cache(maxsize=2)
-def fasttext_model(path: str):
+def fasttext_model(path: str):  # fasttext has no types to return
+    """The model in `path`, loaded once per process and file version: a model written anew under the same path (a
+    retrained classifier) is loaded again."""
+    st = os.stat(path)
+    return _load_fasttext(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4)
+def _load_fasttext(path: str, mtime_ns: int, size: int):
     import fasttext
 
     fasttext.FastText.eprint = lambda *a, **k: None  # silence the load_model deprecation notice

@@ -39,9 +39,19 @@ def test_a_task_no_node_can_hold_is_refused(ray_runner):
         ray_runner.map(assigned, [0], desc="filter documents", resources=Resources(gpus=1))
 
 
+def test_on_a_cluster_that_may_grow_a_task_too_big_is_a_warning(ray_runner, monkeypatch, capsys):
+    monkeypatch.setattr(ray_runner, "_embedded", False)  # as when joining a cluster by address
+    ray_runner.check_fits(Resources(cpus=64), "tokenize documents")
+    assert "warning: tokenize documents: each task asks for 64 CPUs" in capsys.readouterr().err
+
+
 def test_tokenize_asks_for_its_threads_and_resources_stay_out_of_the_fingerprint():
     cfg = TokenizeConfig(input="i", output="o", threads=3)
-    assert cfg.task_resources() == Resources(cpus=3)
+    assert cfg.task_resources() == Resources(cpus=3) and cfg.encode_threads == 3
+    default = TokenizeConfig(input="i", output="o")  # one thread, one CPU: fits a 1-CPU node
+    assert default.task_resources() == Resources() and default.encode_threads == 1
+    wide = TokenizeConfig(input="i", output="o", resources=Resources(cpus=4))
+    assert wide.encode_threads == 4 and wide.task_resources().cpus == 4
     assert TokenizeConfig(input="i", output="o", threads=1).fingerprint() == cfg.fingerprint()
     f = FilterConfig(input="i", output="o")
     assert f.task_resources() == Resources()

@@ -35,6 +35,20 @@ def test_the_job_reads_back_the_config_resolved_here(tmp_path, monkeypatch):
     assert there.model_copy(update={"input": "docs"}) == here
 
 
+def test_tables_in_lists_and_annotator_models_travel_as_toml(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rules = '[{column = "caps_share", op = ">", value = 0.5, reason = "shouting"}, {column = "x", op = "in", '
+    rules += 'value = ["a", "b"], reason = "listed"}]'
+    cls = stage("filter").config
+    here = load_config(cls, "filter", None, ["input=i", "output=o", f"rules={rules}"])
+    there = load_config(cls, "filter", None, sets_of(entrypoint("filter", None, ["filter.input=i", "filter.output=o",
+                                                                               f"filter.rules={rules}"])))  # fmt: skip
+    assert there.rules == here.rules and len(there.rules) == 2
+    sets = sets_of(entrypoint("annotate", None, ["annotate.annotators=[\"language\"]",
+                                                 "annotate.options.language.model=lid.176.bin"]))  # fmt: skip
+    assert f'options.language.model="{tmp_path / "lid.176.bin"}"' in sets
+
+
 def test_train_and_unknown_targets(tmp_path):
     sets = sets_of(entrypoint("train", None, [f"train.data={tmp_path}", "train.out_dir=o", "train.num_workers=2"]))
     assert f"out_dir={Path('o').resolve()}" in [s.replace('"', "") for s in sets] and "num_workers=2" in sets

@@ -105,7 +105,11 @@ def test_adding_or_changing_an_annotator_computes_only_that_one(tmp_path, shared
     annotate_run(first, LocalRunner())
     assert shard_states(out) == [{"language": "computed", "tokens": "computed"}] * 2
 
-    options = {"classifier": {"model": str(classifier_model), "label": "hq"}}
+    import shutil
+
+    model = tmp_path / "model.bin"
+    shutil.copy(classifier_model, model)
+    options = {"classifier": {"model": str(model), "label": "hq"}}
     second = AnnotateConfig(
         input=str(src), output=str(out), annotators=[*first.annotators, "classifier"], options=options
     )
@@ -115,17 +119,26 @@ def test_adding_or_changing_an_annotator_computes_only_that_one(tmp_path, shared
     assert shard_states(out) == [{"language": "cached", "tokens": "cached", "classifier": "computed"}] * 2
     table = read_parquet(Dataset(out).shard_files()[0])
     assert table.column_names[-4:] == ["lang", "lang_score", "n_tokens", "classifier_score"]
+    assert annotate_run(second, LocalRunner()).get("reused")
 
-    # Retrained (another seed): the same path holds another model, so only the classifier is computed again.
+    # Retrained (another seed) into the same path: the config is the same, the model is not. The stage is redone
+    # without --overwrite, and only the classifier is computed again.
     import fasttext
 
-    retrained = tmp_path / "model.bin"
     train = str(classifier_model.parent / "train.txt")
-    model = fasttext.train_supervised(train, epoch=20, lr=0.5, wordNgrams=2, dim=16, minCount=1, thread=1, seed=2)
-    model.save_model(str(retrained))
-    third = second.model_copy(update={"options": {"classifier": {"model": str(retrained), "label": "hq"}}})
-    annotate_run(third, LocalRunner(), overwrite=True)
+    fasttext.train_supervised(train, epoch=20, lr=0.5, wordNgrams=2, dim=16, minCount=1, thread=1, seed=2).save_model(
+        str(model)
+    )
+    again = annotate_run(second, LocalRunner())
+    assert not again.get("reused")
     assert shard_states(out) == [{"language": "cached", "tokens": "cached", "classifier": "computed"}] * 2
+    changed = read_parquet(Dataset(out).shard_files()[0]).column("classifier_score")
+    assert changed != table.column("classifier_score")  # another model, other scores
+    # A damaged cache file is only a cache: computed again, not an error.
+    cached = next((out / "_annotations").glob("language-*/*.parquet"))
+    cached.write_bytes(b"not parquet")
+    annotate_run(second.model_copy(update={"annotators": ["tokens", "language", "classifier"]}), LocalRunner(), True)
+    assert sorted({s["language"] for s in shard_states(out)}) == ["cached", "computed"]
     fingerprints = json.loads((out / "_stage.json").read_text())["annotators"]
-    assert len({p.name for p in (out / "_annotations").iterdir()}) == 4  # both classifier versions stay cached
+    assert len({p.name for p in (out / "_annotations").iterdir()}) == 4  # both classifier models stay cached
     assert set(fingerprints) == {"language", "tokens", "classifier"}

@@ -143,3 +143,17 @@ def test_a_missing_value_fails_a_comparison_and_is_in_no_set():
     german = Rule(column="lang", op="in", value=["de"], reason="german")
     cfg = FilterConfig(input="i", output="o", languages=["en", "de"], min_tokens=0, rules=[german])
     assert filter_table(table, cfg)[1] == [None, "language", "too_short", "german"]
+
+
+def test_rules_on_missing_values_and_wrong_types():
+    table = pa.table({"url": ["u"] * 3, "final_url": ["u"] * 3, "lang": ["en"] * 3, "lang_score": [0.9] * 3,
+                      "n_tokens": [500] * 3, "label": ["spam", None, "ham"], "year": [2001, 2010, None]})  # fmt: skip
+    spam = Rule(column="label", op="==", value="spam", reason="spam")
+    old = Rule(column="year", op="in", value=[2001, 2002], reason="early")
+    cfg = FilterConfig(input="i", output="o", rules=[spam, old])
+    assert filter_table(table, cfg)[1] == ["spam", None, None]  # null: equal to nothing, in no set
+    unlabelled = Rule(column="label", op="!=", value="ham", reason="not_ham")
+    assert filter_table(table, cfg.model_copy(update={"rules": [unlabelled]}))[1] == ["not_ham", "not_ham", None]
+    wrong = Rule(column="year", op="<", value="recent", reason="typo")
+    with pytest.raises(PipelineError, match=r"filter rule 'typo': column 'year' holds int64, which does not compare"):
+        filter_table(table, cfg.model_copy(update={"rules": [wrong]}))

@@ -129,3 +129,43 @@ def test_the_command_runs_the_chain_from_the_entry_point(tmp_path, shared):
     assert by_stage["filter"]["drops"] == {"language": 2}
     assert by_stage["dedup"]["drops"] == {"exact_duplicate": 1}
     assert manifest["totals"]["documents"] == 2
+
+
+def test_json_lines_columns_are_the_union_of_keys_and_chunks_stream(tmp_path):
+    src = tmp_path / "sparse.jsonl"
+    rows = [{"text": "one"}, {"text": "two", "tag": "b"}, {"text": 3}, {"text": "four", "tag": None}]
+    rows += [{"id": None, "text": "five", "tag": "e"}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = IngestConfig(input=[str(src)], output=str(tmp_path / "out"), shard_rows=10)
+    m = ingest_run(cfg, LocalRunner())
+    assert m["drops"] == {"no_text": 1}  # a number is no text
+    docs = rows_of(tmp_path / "out")
+    assert [d["tag"] for d in docs] == [None, "b", None, "e"]  # a key absent from the first line is kept
+    # streamed in chunks of shard_rows: the same documents, several shards, one schema
+    small = ingest_run(cfg.model_copy(update={"output": str(tmp_path / "small"), "shard_rows": 2}), LocalRunner())
+    assert len(small["shards"][0]["files"]) == 3 and small["rows_out"] == 4
+
+
+def test_null_ids_fall_back_and_same_named_files_do_not_collide(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "data.jsonl").write_text(json.dumps({"id": None, "text": f"text in {folder}"}) + "\n")
+    cfg = IngestConfig(
+        input=[str(tmp_path / f / "data.jsonl") for f in ("a", "b")], output=str(tmp_path / "out"), id_column="id"
+    )
+    ingest_run(cfg, LocalRunner())
+    docs = rows_of(tmp_path / "out")
+    assert [d["source"] for d in docs] == ["a/data.jsonl", "b/data.jsonl"] and len({d["url_hash"] for d in docs}) == 2
+
+
+def test_files_with_other_columns_or_a_json_array_are_refused_clearly(tmp_path):
+    (tmp_path / "x.jsonl").write_text(json.dumps({"text": "a", "year": 2001}) + "\n")
+    (tmp_path / "y.jsonl").write_text(json.dumps({"text": "b", "year": "2001"}) + "\n")
+    files = [str(tmp_path / "x.jsonl"), str(tmp_path / "y.jsonl")]
+    with pytest.raises(PipelineError, match=r"differ in their metadata columns \(year: string vs int64\)"):
+        ingest_run(IngestConfig(input=files, output=str(tmp_path / "o1")), LocalRunner())
+    m = ingest_run(IngestConfig(input=files, output=str(tmp_path / "o2"), metadata=False), LocalRunner())
+    assert m["rows_out"] == 2 and "year" not in rows_of(tmp_path / "o2")[0]
+    (tmp_path / "array.json").write_text(json.dumps([{"text": "a"}, {"text": "b"}]) + "\n")
+    with pytest.raises(PipelineError, match="not a JSON array"):
+        ingest_run(IngestConfig(input=[str(tmp_path / "array.json")], output=str(tmp_path / "o3")), LocalRunner())
