@@ -47,10 +47,17 @@ DONE = {"SUCCEEDED", "FAILED", "STOPPED"}
 JOB_ENV = {"PYTHONUNBUFFERED": "1", "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(taken: set[int] | None = None) -> int:
+    """A port nothing listens on now, and (with `taken`) none handed out before: the OS may give a port it just
+    gave back to the next bind, and two of a node's agents on one port stop `ray start`."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if taken is None or port not in taken:
+            if taken is not None:
+                taken.add(port)
+            return port
 
 
 def _ray_env(venv_bin: Path) -> dict[str, str]:
@@ -93,8 +100,10 @@ def cluster_up(
     root.mkdir(parents=True, exist_ok=True)
     env = _ray_env(Path(sys.executable).parent)
     base = temp_base(root)
-    port = port or free_port()
-    dashboard = free_port()
+    taken: set[int] = set()  # every port this cluster's nodes are given: each once
+    port = port or free_port(taken)
+    taken.add(port)
+    dashboard = free_port(taken)
     memory = str(int(memory_gb * 2**30))
     object_store = str(int(min(memory_gb / 4, 2.0) * 2**30))
     common = ["--num-cpus", str(cpus), "--memory", memory, "--object-store-memory", object_store]
@@ -105,13 +114,14 @@ def cluster_up(
         # machine or with another Ray here, and a head whose job agent cannot bind accepts no jobs.
         keys = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port"]
         keys += ["--metrics-export-port", "--node-manager-port", "--object-manager-port"]
-        return [a for k in keys for a in (k, str(free_port()))]
+        return [a for k in keys for a in (k, str(free_port(taken)))]
 
     try:
         _ray(
             ["start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1"]
             + ["--dashboard-port", str(dashboard), "--temp-dir", str(base / "head")]
-            + ["--ray-client-server-port", str(free_port()), "--min-worker-port", "20000", "--max-worker-port", "20999"]
+            + ["--ray-client-server-port", str(free_port(taken)), "--min-worker-port", "20000"]
+            + ["--max-worker-port", "20999"]
             + common
             + node_ports(),
             env,

@@ -81,3 +81,28 @@ def test_an_explicit_address_wins_over_ray_address(tmp_path, monkeypatch):
     job_client(Recorder, job_address("http://from-flag:8265", tmp_path))
     assert seen == {"address": "http://from-flag:8265", "env": None}
     assert os.environ["RAY_ADDRESS"] == "http://from-env:8265"
+
+
+def test_a_clusters_ports_are_all_different(monkeypatch):
+    """The OS may hand the port it just gave back to the next bind (it did: two agents on one port stopped
+    `ray start`); a node's ports are drawn so that none repeats."""
+    import pipeline.ops.cluster as cluster
+
+    offered = iter([41000, 41000, 41000, 41001, 41001, 41002])
+
+    class Socket:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def bind(self, address):
+            self.port = next(offered)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(cluster.socket, "socket", Socket)
+    taken: set[int] = set()
+    assert [cluster.free_port(taken) for _ in range(3)] == [41000, 41001, 41002]
