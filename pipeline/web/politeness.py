@@ -23,8 +23,12 @@ class Robots:
     """robots.txt fetched once per scheme+host and cached for the task. RFC 9309: a 4xx means no rules (fetch
     anything); a 5xx or an unreachable server means assume complete disallow."""
 
-    def __init__(self, get: Callable[[str], tuple[int | None, bytes, str]], user_agent: str):
+    def __init__(
+        self, get: Callable[[str], tuple[int | None, bytes, str]], user_agent: str, max_crawl_delay_s: float = 30.0
+    ):
         self.get, self.user_agent = get, user_agent  # get(url) -> (status or None, body, error class)
+        # A Crawl-delay of a day would park every URL of its host for the whole task: longer ones are cut to this.
+        self.max_crawl_delay_s = max_crawl_delay_s
         # origin -> parsed rules, "allow", or why nothing may be fetched: the robots fetch's own error (a dead
         # host is reported as what it is, e.g. dns_error) or robots_unreachable for a 5xx.
         self.rules: dict[str, Protego | str] = {}
@@ -40,7 +44,9 @@ class Robots:
                 if status is not None and 200 <= status < 300:
                     text = body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace")
                     self.rules[origin] = Protego.parse(text)
-                elif status is not None and 400 <= status < 500:
+                elif status is not None and 300 <= status < 500:
+                    # A 3xx is what is left after too many redirects: RFC 9309 2.3.1.2 lets that count as
+                    # unavailable, like a 4xx.
                     self.rules[origin] = "allow"
                 else:
                     self.rules[origin] = error or "robots_unreachable"
@@ -54,8 +60,8 @@ class Robots:
             return None, 0.0
         if isinstance(rules, str):
             return rules, 0.0
-        delay = rules.crawl_delay(self.user_agent) or 0.0
-        return (None if rules.can_fetch(url, self.user_agent) else "robots_disallowed"), float(delay)
+        delay = min(float(rules.crawl_delay(self.user_agent) or 0.0), self.max_crawl_delay_s)
+        return (None if rules.can_fetch(url, self.user_agent) else "robots_disallowed"), delay
 
 
 class HostGate:
@@ -145,17 +151,31 @@ class Deadlines:
             return True
 
     def end(self) -> bool:
-        """Forget this thread's deadline; True if it had expired."""
+        """Forget this thread's deadline; True if it had expired (even if the watchdog has not seen it yet)."""
         me = threading.get_ident()
         with self.lock:
-            self.deadline.pop(me, None)
-            was = me in self.expired
+            deadline = self.deadline.pop(me, None)
+            was = me in self.expired or (deadline is not None and deadline <= time.monotonic())
             self.expired.discard(me)
             return was
+
+    def remaining(self) -> float | None:
+        """Seconds left on this thread's clock (<= 0 once it has run out), or None when no clock runs."""
+        with self.lock:
+            deadline = self.deadline.get(threading.get_ident())
+        return None if deadline is None else deadline - time.monotonic()
 
     def register(self, sock: socket.socket) -> None:
         me = threading.get_ident()
         with self.lock:
+            deadline = self.deadline.get(me)
+            if me in self.expired or (deadline is not None and deadline <= time.monotonic()):
+                # A socket urllib3 opens for a retry after the watchdog shut the late ones: nothing would watch
+                # it, so a dripping server would hold the thread for another round of timeouts.
+                self.expired.add(me)
+                _shut(sock)
+                sock.close()  # registered before its connect: the connect fails at once (EBADF)
+                return
             live = [s for s in self.sockets.get(me, []) if s.fileno() != -1]
             live.append(sock)
             self.sockets[me] = live
@@ -168,7 +188,11 @@ class Deadlines:
                 for t in late:
                     self.expired.add(t)
                     for s in self.sockets.pop(t, []):
-                        try:
-                            s.shutdown(socket.SHUT_RDWR)
-                        except OSError:
-                            pass
+                        _shut(s)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
