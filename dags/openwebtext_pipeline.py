@@ -9,7 +9,9 @@ Parameters:
   `input` or `output` keeps it).
 - `dumps`: the Reddit dump files, directories or globs for harvest.
 - `output`: the pipeline's root: every stage's dataset goes to its folder under it (chain.py names them), on
-  storage every Ray node sees (a shared filesystem path, or s3:// / gs:// for the stages before the manifest).
+  storage every Ray node sees (a shared filesystem path, or s3:// / gs:// for the stages before the manifest). A
+  URI's query (s3://bucket/run?endpoint_override=host:9000&scheme=http) stays at its end: folders under the root,
+  and the manifest the final task verifies, are joined before it (chain.under).
 - `name`, `version`: the dataset's name and semver version in its manifest.
 - `publish_to`: a URI (s3://, gs://, file://) to publish the corpus to; empty: verify it only.
 - `project_dir`: where the project is checked out on the Airflow worker (the jobs ship it to the cluster).
@@ -25,7 +27,7 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param
 
-from pipeline.chain import PIPELINE, stage
+from pipeline.chain import PIPELINE, stage, under
 
 # Parameters reach the shell as environment variables, never spliced into the command: a URI with `&` or `?`
 # (s3://bucket/x?endpoint_override=...) or a path with a space stays one word. Config values are TOML literals
@@ -36,7 +38,15 @@ COMMON_ENV = {
     "OWT_RAY_ADDRESS": "{{ params.ray_address }}",
 }
 MANIFESTS = stage("manifest").output
-MANIFEST = "{{ params.output }}/" + MANIFESTS + "/{{ params.name }}/{{ params.version }}/manifest.json"
+
+
+def manifest_uri(root: str, name: str, version: str) -> str:
+    """The manifest the manifest stage writes under `root`, joined as chain.py joins the stages' folders: a URI's
+    query (s3://b/run?endpoint_override=...) stays at its end, not in the middle of the path."""
+    return under(root, f"{MANIFESTS}/{name}/{version}/manifest.json")
+
+
+MANIFEST = "{{ manifest_uri(params.output, params.name, params.version) }}"
 SUBMIT = 'cd "$OWT_PROJECT" && python -m pipeline submit {stage} --config "$OWT_CONFIG" --root "$OWT_ROOT" {sets}'
 SUBMIT += ' ${{OWT_RAY_ADDRESS:+--address "$OWT_RAY_ADDRESS"}}'
 
@@ -83,6 +93,7 @@ with DAG(
         "project_dir": Param(".", type="string"),
     },
     tags=["openwebtext", "ray"],
+    user_defined_macros={"manifest_uri": manifest_uri},
 ) as dag:
     previous = None
     for s in PIPELINE:

@@ -23,6 +23,7 @@ from pipeline.corpus.croissant import (
     includes,
     languages,
     limitations,
+    outside,
     personal_information,
     top_share,
 )
@@ -253,11 +254,15 @@ def layout_section(manifest: dict[str, Any]) -> list[str]:
     if not rows:
         return lines + ["The manifest lists no files."]
     lines += table(["kind", "split", "files", "count", "content", "size"], rows)
-    lines += [
-        "",
-        "Paths are relative to this folder. `manifest.json` lists every file with its sha256 and size;",
-        "`croissant.json` describes the same files and the columns of the Parquet files (Croissant 1.0).",
-    ]
+    lines += ["", "Paths are relative to this folder. `manifest.json` lists every file with its sha256 and size;"]
+    if outside(manifest):
+        whole = posixpath.join(posixpath.normpath(manifest["root"]), "croissant.json")
+        lines += [
+            "`croissant.json` lists the same files (Croissant 1.0); the record sets (the Parquet files' columns) are",
+            f"in `{whole}`, beside the data, as Croissant globs resolve only under their own folder.",
+        ]
+    else:
+        lines.append("`croissant.json` describes the same files and the columns of the Parquet files (Croissant 1.0).")
     return lines
 
 

@@ -7,13 +7,17 @@ tools that read many files at once); RecordSets `documents` (one field per colum
 from `documents_schema`) and `token_index`. Token shards have no RecordSet: they are one uint16 array each, read by
 memory-mapping (the description says how).
 
-mlcroissant resolves a FileSet's globs only under the JSON-LD's own folder, so its records can be read where the
-data lies under that folder: a published corpus (`root` "."), not a manifest that points to a run folder elsewhere.
+mlcroissant resolves a FileSet's globs only under the JSON-LD's own folder (it walks that folder; `../` never
+matches), so FileSets and RecordSets are written only where the data lies under that folder. A local manifest's
+corpus lies elsewhere (`root` "../../../tokens"): its folder gets a Croissant of the files alone (each contentUrl
+resolves from there, with its sha256), and the whole one, record sets included, is written at the corpus root
+(`<root>/croissant.json`, `root` "."), where every record reads back. A published corpus (`root` ".") has one.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import posixpath
 from pathlib import Path
 from typing import Any
@@ -100,16 +104,32 @@ def croissant(manifest: dict[str, Any], *, url: str | None = None, creator: str 
         "rai:dataBiases": biases(manifest),
         "rai:personalSensitiveInformation": personal_information(manifest),
         "distribution": distribution(manifest),
-        "recordSet": record_sets(manifest),
+        "recordSet": [] if outside(manifest) else record_sets(manifest),
     }
 
 
 def write_croissant(
     manifest: dict[str, Any], folder: Path, *, url: str | None = None, creator: str | None = None
 ) -> Path:
+    """`folder`/croissant.json; for a corpus outside `folder`, also the whole one at its root (see above).
+    Returns the path of the one whose records read back."""
     path = Path(folder) / "croissant.json"
     write_json(path, croissant(manifest, url=url, creator=creator))
-    return path
+    if not outside(manifest):
+        return path
+    whole = corpus_root(manifest, Path(folder)) / "croissant.json"
+    write_json(whole, croissant(manifest | {"root": "."}, url=url, creator=creator))
+    return whole
+
+
+def outside(manifest: dict[str, Any]) -> bool:
+    """Whether the corpus lies outside the manifest's folder, where mlcroissant's globs cannot reach it."""
+    root = posixpath.normpath(manifest.get("root", "."))
+    return posixpath.isabs(root) or root == ".." or root.startswith("../")
+
+
+def corpus_root(manifest: dict[str, Any], folder: Path) -> Path:
+    return Path(os.path.normpath(folder / manifest.get("root", ".")))
 
 
 def content_url(manifest: dict[str, Any], path: str) -> str:
@@ -123,7 +143,15 @@ def encoding_format(path: str) -> str:
 
 def description(manifest: dict[str, Any]) -> str:
     text = manifest.get("description") or f"{manifest['name']}: web text linked from Reddit, GPT-2 tokenized."
-    return f"{text.strip()}\n\n{reading_note(manifest)}"
+    out = f"{text.strip()}\n\n{reading_note(manifest)}"
+    if outside(manifest):
+        whole = posixpath.join(posixpath.normpath(manifest["root"]), "croissant.json")
+        out += (
+            f"\n\nThe corpus lies outside this file's folder, where Croissant globs cannot reach it, so this file "
+            f"lists its files only; the record sets are in {whole}, beside the data. A published copy "
+            "(python -m pipeline publish) has both in one file."
+        )
+    return out
 
 
 def reading_note(manifest: dict[str, Any]) -> str:
@@ -354,6 +382,8 @@ def file_set(manifest: dict[str, Any], set_id: str, group: list[dict[str, Any]])
 
 def distribution(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     objects = [file_object(manifest, e) for e in manifest.get("files", [])]
+    if outside(manifest):
+        return objects  # globs out of the folder would validate, then match nothing
     sets = [file_set(manifest, set_id, group) for set_id, group in file_groups(manifest).items()]
     return objects + sets
 

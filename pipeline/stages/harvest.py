@@ -35,7 +35,7 @@ from pipeline.core.dataset import Dataset, shard_name, write_parquet
 from pipeline.core.errors import PipelineError
 from pipeline.core.runner import Runner
 from pipeline.core.stage import Record, ShardTask, StageRun, combined_fingerprint, finish_shard
-from pipeline.text.dumps import DumpReader, expand_inputs
+from pipeline.text.dumps import DumpReader, Inputs, find_dumps
 from pipeline.text.urls import bucket_of, parse_url, registered_domain, split_plain, url_hash
 
 MONTHS = re.compile(r"^(\d{4})-(\d{2})\.\.(\d{4})-(\d{2})$")
@@ -567,23 +567,44 @@ def reduce_bucket(task: ShardTask[HarvestConfig, int]) -> Record:
     return finish_shard(task, [out], rows_in=rows_in, rows_out=len(links), drops=+drops)
 
 
-def select_dumps(cfg: HarvestConfig) -> list[Path]:
-    dumps = expand_inputs(cfg.input)
+def select_dumps(cfg: HarvestConfig) -> Inputs:
+    """The dumps to read, and every file of the input that is not read, with the reason (recorded in the stage
+    manifest as `skipped_files`)."""
+    inputs = find_dumps(cfg.input)
     if cfg.months is None:
-        return dumps
+        return inputs
     y0, m0, y1, m1 = map(int, MONTHS.match(cfg.months).groups())  # type: ignore[union-attr]
     chosen = []
-    for p in dumps:
+    for p in inputs.dumps:
         m = FILE_MONTH.search(p.name)
         if m and (y0, m0) <= (int(m[1]), int(m[2])) <= (y1, m1):
             chosen.append(p)
+        else:
+            inputs.skipped.append(
+                {"file": storage.uri_of(p), "reason": f"the month in its name is not in months={cfg.months}"}
+            )
     if not chosen:
-        raise PipelineError(f"harvest: no dump among {len(dumps)} input files has a name month in {cfg.months}")
-    return chosen
+        raise PipelineError(f"harvest: no dump among {len(inputs.dumps)} input files has a name month in {cfg.months}")
+    return Inputs(chosen, sorted(inputs.skipped, key=lambda s: s["file"]))
+
+
+SKIPPED_SHOWN = 10
+
+
+def report_skipped(skipped: list[dict[str, str]]) -> None:
+    for s in skipped[:SKIPPED_SHOWN]:
+        print(f"harvest: skipped {s['file']}: {s['reason']}", file=sys.stderr)
+    if len(skipped) > SKIPPED_SHOWN:
+        print(
+            f"harvest: skipped {len(skipped) - SKIPPED_SHOWN} more files (all in _stage.json: skipped_files)",
+            file=sys.stderr,
+        )
 
 
 def run(cfg: HarvestConfig, runner: Runner | None, overwrite: bool = False) -> Record:
-    dumps = select_dumps(cfg)
+    selected = select_dumps(cfg)
+    dumps = selected.dumps
+    report_skipped(selected.skipped)
     # Dumps are named by size and mtime here (cheap); their sha256 is computed while reading, into the manifest.
     inputs = {storage.uri_of(p): "{}:{}".format(*storage.stat(p)) for p in dumps}
     run_ = StageRun("harvest", cfg, cfg.output, inputs, runner, overwrite)
@@ -611,6 +632,7 @@ def run(cfg: HarvestConfig, runner: Runner | None, overwrite: bool = False) -> R
         drops=+drops,
         extra={
             "dumps": [r["dump"] for r in mapped],
+            "skipped_files": selected.skipped,
             "lines_read": sum(r["rows_in"] for r in mapped),
             "lines_parsed": sum(r["lines_parsed"] for r in mapped),
             "repaired_utf8": sum(r["repaired_utf8"] for r in mapped),

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -45,6 +46,60 @@ def test_dag_imports_and_chains_the_stages(airflow_env):
     assert out["errors"] == {}
     assert out["tasks"] == {s: ([TASKS[i + 1]] if i + 1 < len(TASKS) else []) for i, s in enumerate(TASKS)}
     assert all(n >= 1 for n in out["retries"])
+
+
+RENDER = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("owt_dag", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+dag = module.dag
+out = {}
+for output in json.loads(sys.argv[2]):
+    params = dict(dag.params.dump()) | {"output": output}
+    out[output] = {
+        t.task_id: t.render_template(t.env, {"params": params}, jinja_env=dag.get_template_env()) for t in dag.tasks
+    }
+print(json.dumps(out))
+"""
+
+
+def test_the_final_verify_finds_the_manifest_under_a_uri_with_a_query(tmp_path):
+    """The manifest's URI is the output's folder joined as the stages join theirs: a query (endpoint options) stays
+    at the end. Appended after it, the path became part of the query and verify looked for the wrong object."""
+    outputs = [
+        "s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http",
+        "gs://bucket/run/",
+        str(tmp_path / "corpus & co"),
+    ]
+    env = os.environ | {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", RENDER, str(ROOT / "dags" / "openwebtext_pipeline.py"), json.dumps(outputs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    rendered = json.loads(r.stdout.strip().splitlines()[-1])
+    manifests = chain.stage("manifest").output
+    want = {
+        outputs[
+            0
+        ]: f"s3://bucket/prefix/{manifests}/owt/0.1.0/manifest.json?endpoint_override=127.0.0.1:9000&scheme=http",
+        outputs[1]: f"gs://bucket/run/{manifests}/owt/0.1.0/manifest.json",
+        outputs[2]: f"{tmp_path}/corpus & co/{manifests}/owt/0.1.0/manifest.json",
+    }
+    for output, tasks in rendered.items():
+        assert tasks["publish"]["OWT_MANIFEST"] == want[output]
+        assert all(tasks[s]["OWT_ROOT"] == output for s in STAGES)  # the stages join their folders themselves
+    parts = urlsplit(rendered[outputs[0]]["publish"]["OWT_MANIFEST"])
+    assert parts.path == f"/prefix/{manifests}/owt/0.1.0/manifest.json"
+    assert parse_qs(parts.query) == {"endpoint_override": ["127.0.0.1:9000"], "scheme": ["http"]}
 
 
 @pytest.mark.slow

@@ -283,15 +283,79 @@ def test_token_index_record_set_points_into_the_token_shards(published, caplog):
         assert doc["url_hash"] == row["url_hash"] and doc["split"] == split
 
 
-def test_relative_root_resolves_from_the_manifest_folder(tmp_path, caplog):
-    data, meta = tmp_path / "data", tmp_path / "manifests" / "owt-test"
+def local_layout(tmp_path: Path) -> tuple[Path, Path, dict[str, Any], list[dict[str, Any]]]:
+    """A manifest folder beside the corpus it describes, as `manifest` writes it in a run folder."""
+    data, meta = tmp_path / "tokens", tmp_path / "data_manifests" / "owt-test" / "0.1.0"
     files, docs = build_corpus(data)
     manifest = make_manifest(files, docs, os.path.relpath(data, meta))
-    assert manifest["root"] == "../../data"
-    path = write_croissant(manifest, meta)
+    assert manifest["root"] == "../../../tokens"
+    return data, meta, manifest, docs
+
+
+def test_a_local_manifest_has_a_croissant_that_reads_back_every_record(tmp_path, caplog):
+    data, meta, manifest, docs = local_layout(tmp_path)
+    whole = write_croissant(manifest, meta)
+    for path in (meta / "croissant.json", data / "croissant.json"):
+        ds = load_clean(path, caplog)
+        if ds.metadata.record_sets:  # globs outside the JSON-LD's folder would validate, then read 0 records
+            assert len(records(ds, "documents")) == len(docs) == manifest["totals"]["documents"]
+            assert len(records(ds, "token_index")) == sum(f["rows"] for f in files_of(manifest, "token_index"))
+        else:
+            assert path == meta / "croissant.json" and not ds.metadata.file_sets
+            with pytest.raises(ValueError, match="declares no record sets"):
+                list(ds.records("documents"))
+    assert whole == data / "croissant.json"
+    beside = json.loads((meta / "croissant.json").read_text())
+    assert "../../../tokens/croissant.json" in beside["description"]
+    assert {r["@id"] for r in json.loads(whole.read_text())["recordSet"]} == {"documents", "token_index"}
+
+
+def test_the_manifest_stage_writes_a_croissant_that_reads_back_where_it_stands(tmp_path, finished_dataset, caplog):
+    """A real run: tokenize, then the manifest in its own folder (root ../../../tokens), then a published copy."""
+    from pipeline.chain import run_stage
+    from pipeline.cli import main
+    from pipeline.core.runner import LocalRunner
+    from pipeline.stages.manifest import ManifestConfig
+    from pipeline.stages.tokenize import TokenizeConfig
+    from pipeline.text.urls import url_hash
+
+    tables = []
+    for s in range(2):
+        urls = [f"http://news{s}.example.com/{i}" for i in range(12)]
+        texts = [f"Story {s}.{i}: " + "the council met and voted on the budget again. " * (5 + i) for i in range(12)]
+        tables.append(pa.table({"url_hash": [url_hash(u) for u in urls], "url": urls, "text": texts}))
+    src = finished_dataset(tmp_path / "deduped", tables)
+    tok = TokenizeConfig(input=str(src), output=str(tmp_path / "tokens"), val_fraction=0.2, shard_tokens=600)
+    run_stage("tokenize", tok, LocalRunner())
+    cfg = ManifestConfig(input=tok.output, output=str(tmp_path / "data_manifests"), name="t", version="1.0.0")
+    m = run_stage("manifest", cfg, None)
+    folder = Path(m["path"]).parent
+    assert m["root"] == "../../../tokens" and m["totals"]["documents"] == 24
+    assert main(["verify", m["path"]]) == 0  # the Croissant at the corpus root is a sidecar, not an extra file
+    pub = tmp_path / "published"
+    assert main(["publish", m["path"], "--to", str(pub)]) == 0
+    # Every Croissant written reads back every record it declares, where it stands; the one beside the local
+    # manifest declares none (its data lies outside its folder) and lists the files.
+    for path in (folder, tmp_path / "tokens", pub / "t" / "1.0.0"):
+        ds = load_clean(path / "croissant.json", caplog)
+        if path == folder and not ds.metadata.record_sets:
+            assert len(ds.metadata.file_objects) == len(m["files"]) and not ds.metadata.file_sets
+            continue
+        assert len(records(ds, "documents")) == m["totals"]["documents"], path
+        assert len(records(ds, "token_index")) == sum(f["rows"] for f in files_of(m, "token_index")), path
+
+
+def files_of(manifest: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [f for f in manifest["files"] if f["kind"] == kind]
+
+
+def test_relative_root_resolves_from_the_manifest_folder(tmp_path, caplog):
+    _, meta, manifest, docs = local_layout(tmp_path)
+    path = meta / "croissant.json"
+    write_croissant(manifest, meta)
     ds = load_clean(path, caplog)
     for obj in ds.metadata.file_objects:
-        assert obj.content_url.startswith("../../data/")
+        assert obj.content_url.startswith("../../../tokens/")
         local = meta / obj.content_url
         assert hashlib.sha256(local.read_bytes()).hexdigest() == obj.sha256
     doc = json.loads(path.read_text())

@@ -162,6 +162,12 @@ def test_month_range_selects_files(tmp_path):
         HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "o"), months="2005-06..2017-11"), LocalRunner()
     )
     assert [d["name"] for d in m["dumps"]] == ["RS_2005-06.zst", "RS_2011-03.zst"]
+    assert m["skipped_files"] == [
+        {
+            "file": str(tmp_path / "d" / "RS_2018-01.zst"),
+            "reason": "the month in its name is not in months=2005-06..2017-11",
+        }
+    ]
     with pytest.raises(PipelineError, match="no dump among 3 input files"):
         run(
             HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "o2"), months="2019-01..2019-02"),
@@ -275,3 +281,76 @@ def test_bounded_memory_parts_give_the_same_links(tmp_path, shared):
     part = pq.read_table(sorted((tmp_path / "a" / "_map").glob("*.parquet"))[-1])
     buckets = part.column("bucket").to_pylist()
     assert buckets == sorted(buckets)  # contiguous per bucket: reduce tasks skip the others' row groups
+
+
+def test_a_dumps_folder_reads_only_dumps_and_lists_what_it_skipped(tmp_path, shared, capsys):
+    d = tmp_path / "dumps"
+    d.mkdir()
+    for p in sorted((shared / "reddit").glob("RS_*.xz")):
+        (d / p.name).write_bytes(p.read_bytes())
+    # Beside the dumps: JSON that parses as submissions (the review's answer.json), a comments dump, a download
+    # cut short, notes, a folder. None of them is a submission dump.
+    answer = b"\n".join(json.dumps(BASE | {"id": f"x{i}"}).encode() for i in range(50_001)) + b"\n"
+    (d / "answer.json").write_bytes(answer)
+    write_dump(d / "RC_2005-07.zst", [BASE])
+    (d / "RS_2005-08.zst.part").write_bytes(b"\x28\xb5")
+    (d / "notes.txt").write_text("where the dumps came from\n")
+    (d / "older").mkdir()
+    m = run(HarvestConfig(input=[str(d)], output=str(tmp_path / "links")), LocalRunner())
+    assert [x["name"] for x in m["dumps"]] == ["RS_v2_2005-06.xz", "RS_v2_2005-07.xz"]
+    assert m["rows_in"] == 103 + 1079
+    skipped = {Path(s["file"]).name: s["reason"] for s in m["skipped_files"]}
+    assert set(skipped) == {"answer.json", "RC_2005-07.zst", "RS_2005-08.zst.part", "notes.txt", "older"}
+    assert skipped["RC_2005-07.zst"].startswith("a comments dump")
+    assert skipped["older"].startswith("a folder") and skipped["answer.json"].startswith("not a dump's name")
+    err = capsys.readouterr().err
+    assert all(f"harvest: skipped {d / name}: " in err for name in skipped)
+
+    # Named in the input (a file or a glob), a file is read whatever its name.
+    m = run(HarvestConfig(input=[str(d / "*.json")], output=str(tmp_path / "answer")), LocalRunner())
+    assert m["rows_in"] == 50_001 and m["skipped_files"] == []
+
+
+def test_dump_names_of_every_source_are_recognized(demo_world):
+    from pipeline.ops.demo_world import DUMPS
+    from pipeline.text.dumps import is_dump_name
+
+    assert sorted(p.name for p in (demo_world / "reddit").iterdir()) == sorted(n for n, *_ in DUMPS)
+    for name in [n for n, *_ in DUMPS] + [
+        "RS_v2_2005-06.xz",
+        "RS_2018-10-01.zst",
+        "RS_2011-05.json.gz",
+        "RS_2011-05.ndjson",
+        "RS_2011-05.JSON",
+        "reddit-api_science_top_all.ndjson",  # pipeline/web/reddit_api.py
+    ]:
+        assert is_dump_name(name), name
+    for name in ("answer.json", "RC_2011-05.zst", "RS_2011-05.zst.part", "RS_2011.zst", "RS_2011-05.txt", "RS_"):
+        assert not is_dump_name(name), name
+
+
+def test_a_folder_without_dumps_is_an_error_naming_what_it_held(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "answer.json").write_text("{}\n")
+    with pytest.raises(PipelineError, match=r"harvest input .*/d: no dump there; skipped answer.json: not a dump"):
+        run(HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "o")), LocalRunner())
+    (tmp_path / "e").mkdir()
+    with pytest.raises(PipelineError, match=r"harvest input .*/e: no dump there \(empty\)"):
+        run(HarvestConfig(input=[str(tmp_path / "e")], output=str(tmp_path / "o")), LocalRunner())
+
+
+@pytest.mark.parametrize("suffix", [".zst", ".xz", ".bz2", ".gz", ".json"])
+def test_an_empty_dump_is_refused_by_name(tmp_path, suffix):
+    empty = tmp_path / f"RS_2005-08{suffix}"
+    empty.write_bytes(b"")
+    with pytest.raises(PipelineError, match=rf"RS_2005-08\{suffix}: empty file \(0 bytes\), not a dump"):
+        list(DumpReader(empty))
+
+
+def test_an_empty_dump_fails_its_task_and_the_others_finish(tmp_path):
+    write_dump(tmp_path / "d" / "RS_2011-01.zst", [BASE])
+    (tmp_path / "d" / "RS_2011-02.zst").write_bytes(b"")
+    with pytest.raises(PipelineError, match=r"RS_2011-02.zst: empty file \(0 bytes\), not a dump; re-download it"):
+        run(HarvestConfig(input=[str(tmp_path / "d")], output=str(tmp_path / "links")), LocalRunner())
+    assert not (tmp_path / "links" / "_stage.json").exists()
+    assert (tmp_path / "links" / "_shards" / "_map" / "map-00000.json").is_file()  # the good month finished

@@ -131,7 +131,7 @@ def test_pagination_rate_limits_and_errors(fake_reddit, oauth, tmp_path):
     FakeReddit.script["oauth"] = oauth
     clock = FakeClock()
     client = client_for(fake_reddit, clock, oauth)
-    [(path, n)] = harvest_to_files(client, tmp_path, ["science"], "top", "all", max_pages=10)
+    [(path, n)] = harvest_to_files(client, tmp_path / "dumps", ["science"], "top", "all", max_pages=10)
     assert n == PAGES * 100
     recs = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["id"] for r in recs] == [f"p{i}" for i in range(PAGES * 100)]
@@ -149,7 +149,7 @@ def test_pagination_rate_limits_and_errors(fake_reddit, oauth, tmp_path):
     else:
         assert gets[0][1] == "/r/science/top.json" and gets[0][3] is None
     # The files are dumps: harvest reads them with its usual rules.
-    m = run(HarvestConfig(input=[str(tmp_path)], output=str(tmp_path / "links"), num_shards=2), LocalRunner())
+    m = run(HarvestConfig(input=[str(tmp_path / "dumps")], output=str(tmp_path / "links"), num_shards=2), LocalRunner())
     assert m["rows_in"] == PAGES * 100 and m["drops"]["self_post"] == 30
     assert set(read_links(tmp_path / "links").column("domain").to_pylist()) <= {
         f"news{i}.example.com" for i in range(4)
