@@ -75,7 +75,10 @@ def run_demo(args: argparse.Namespace) -> int:
                 name: chain.run_stage(name, cfg, runner, overwrite=args.overwrite) for name, cfg in configs.items()
             }
         manifest = results["manifest"]
-        print(f"manifest: {manifest['path']} (dataset card: README.md, Croissant: croissant.json beside it)")
+        print(
+            f"manifest: {manifest['path']} (dataset card: README.md, Croissant: croissant.json beside it, with the "
+            f"record sets beside the data: {chain.corpus_folder(run_dir)}/croissant.json)"
+        )
         print(format_funnel(manifest))
         report = verify(manifest["path"])
         print(f"verify: {report.lines()[-1]}")
