@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from pipeline.core import storage
 from pipeline.core.errors import PipelineError
+from pipeline.core.faults import fault_point
 
 STAGE_FILE = "_stage.json"
 RUN_FILE = "_run.json"
@@ -47,11 +48,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
         yield tmp
+        fault_point(f"write.{final.name}", before=lambda: _cut_in_half(tmp))
         os.replace(tmp, final)
         storage.pushed(final)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _cut_in_half(path: Path) -> None:
+    if path.is_file():
+        os.truncate(path, path.stat().st_size // 2)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -8,6 +8,10 @@ OOM killer or a preempted node takes it. Several faults: comma-separated globs. 
 once (its marker file is created atomically first), so the retried work succeeds; without it, it fires every time
 the point is reached.
 
+`write.<file name>` fires inside `dataset.atomic_path`, every file's writer, once the file's bytes are in its
+temporary file and before the rename: the temporary file is first cut to half, so the process dies with a
+half-written file on disk, as a kill in the middle of the write leaves it.
+
 Unset (the normal case) the check is one dictionary lookup. The variables are forwarded to Ray workers
 (pipeline.core.runner.FORWARDED_ENV) when this process starts Ray.
 """
@@ -17,11 +21,14 @@ from __future__ import annotations
 import fnmatch
 import os
 import signal
+from collections.abc import Callable
 
 ENV, MARKER_ENV = "OWT_FAULT", "OWT_FAULT_MARKER"
 
 
-def fault_point(name: str) -> None:
+def fault_point(name: str, before: Callable[[], None] | None = None) -> None:
+    """SIGKILL this process if `name` matches OWT_FAULT; `before` runs first, to leave the state a kill at that
+    instant leaves (`write.<name>`: half of the file's bytes in its temporary file)."""
     patterns = os.environ.get(ENV)
     if not patterns:
         return
@@ -35,4 +42,6 @@ def fault_point(name: str) -> None:
                 os.close(os.open(marker if i == 0 else f"{marker}.{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 continue  # fired already, by this or another process
+        if before is not None:
+            before()
         os.kill(os.getpid(), signal.SIGKILL)

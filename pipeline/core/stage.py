@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-import glob
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from collections import Counter
@@ -168,6 +168,19 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
+# Scratch folders no finished stage keeps: fetch's committed segments (`_parts/<shard>/`, dropped once the
+# shard's index holds them; a kill between its record and that removal would leave them for good).
+SCRATCH = ("_parts",)
+TMP_NAME = re.compile(r"\..+\.tmp-\d+")  # dataset.atomic_path's and storage.pull's temporary names
+
+
+def read_paths(config: StageConfig, inputs: Mapping[str, str]) -> list[str]:
+    """Every path a stage reads: its config's input(s) (dump folders and globs included) and the datasets or files
+    its identity names (keys that are not paths, such as annotate's `annotators`, left out)."""
+    named = [config.input] if isinstance(config.input, str) else list(config.input)
+    return named + [k for k in inputs if storage.is_remote(k) or os.path.exists(k)]
+
+
 class StageRun:
     """One run of one stage into one output directory.
 
@@ -186,8 +199,13 @@ class StageRun:
         runner: Runner | None,
         overwrite: bool = False,
         keep: tuple[str, ...] = (),
+        scratch: tuple[str, ...] = (),
     ):
+        # Before anything is read, written or cleared: an output that is, holds or lies in an input would destroy
+        # it (`--overwrite` clears the output) or change it while it is read.
+        storage.check_apart(stage, output, read_paths(config, inputs))
         self.stage = stage
+        self.scratch = SCRATCH + scratch
         self.keep = keep  # top-level folders an --overwrite leaves in place (annotate's cache)
         self.config = config
         self.out = Dataset(output)
@@ -206,6 +224,7 @@ class StageRun:
             same = previous.get("identity") == self.identity
             if same and self.out.is_complete():
                 self.reused = True
+                self._tidy()  # a run killed after its _stage.json, before it tidied up
                 return
             same_config = {k: v for k, v in previous.get("identity", {}).items() if k != "inputs"} == {
                 k: v for k, v in self.identity.items() if k != "inputs"
@@ -214,23 +233,26 @@ class StageRun:
                 # The input changed: shards whose own input is unchanged stay, the others are redone.
                 storage.unlink(self.out.stage_file)
             elif not same:
+                other = previous.get("identity", {}).get("stage", "?")
+                if other != self.stage:
+                    # --overwrite replaces an earlier run of this stage, never another stage's dataset.
+                    raise PipelineError(
+                        f"output {self.out.uri} holds a {other} run, not a {self.stage} one; choose another output"
+                    )
                 if not overwrite:
                     raise PipelineError(
-                        f"output {self.out.uri} holds a {previous.get('identity', {}).get('stage', '?')} run with "
+                        f"output {self.out.uri} holds a {other} run with "
                         "a different config or input; choose another output or pass --overwrite"
                     )
                 self.out.reset(self.keep)
         elif storage.has_files(self.out.path):
-            if not overwrite:
-                raise PipelineError(
-                    f"output {self.out.uri} exists and was not written by this pipeline; "
-                    "choose another output or pass --overwrite"
-                )
-            self.out.reset()
+            # Not even with --overwrite: files the pipeline did not write are not its to delete.
+            raise PipelineError(
+                f"output {self.out.uri} exists and was not written by this pipeline; choose another output "
+                "(--overwrite replaces only an earlier run of the stage)"
+            )
         self.out.path.mkdir(parents=True, exist_ok=True)
-        # Leftovers of a killed run: temporary files are never complete, remove them.
-        for tmp in glob.glob(str(self.out.path / "**" / ".*.tmp-*"), recursive=True):
-            Path(tmp).unlink(missing_ok=True)
+        self._tidy()
         write_json(run_file, {"identity": self.identity, "config": self.config.resolved(), "started": now_iso()})
 
     def map(
@@ -297,7 +319,23 @@ class StageRun:
         if stage is not None and stage.name == self.stage:
             manifest["about"] = stage.described()
         write_json(self.out.stage_file, manifest)
+        self._tidy()
         return manifest
+
+    def _tidy(self) -> None:
+        """Remove what a killed run leaves and a finished one does not: temporary files (never complete; a worker
+        killed mid-write leaves one even when its retry then finishes the shard) and the stage's scratch folders.
+        Done after `_stage.json` is written and again when a finished directory is reused, so a run interrupted
+        between the two ends, once rerun, exactly as an uninterrupted one."""
+        if self.out.path.is_dir():
+            for folder, _, names in os.walk(self.out.path):
+                for name in names:
+                    if TMP_NAME.fullmatch(name):
+                        Path(folder, name).unlink(missing_ok=True)
+        if self.out.is_complete():
+            for name in self.scratch:
+                if storage.has_files(self.out.path / name) or (self.out.path / name).exists():
+                    storage.remove_tree(self.out.path / name)
 
 
 def run_shardwise(

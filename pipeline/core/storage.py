@@ -29,6 +29,7 @@ import os
 import posixpath
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -294,6 +295,51 @@ def unlink(path: str | Path) -> None:
     if remote is not None:
         with contextlib.suppress(FileNotFoundError):
             remote.fs.delete_file(remote.path)
+
+
+def place(path: str | Path) -> tuple[str, tuple[str, ...]]:
+    """What a path or URI names, reduced for comparing: (store, path components). Local paths have symlinks, `..`
+    and trailing slashes resolved; a mirror path stands for its object-store prefix; a URI's query (endpoint and
+    credentials options) is left out, so two spellings of one store compare equal."""
+    text = str(path)
+    if is_remote(text):
+        parts = urlsplit(text)
+        scheme = "gs" if parts.scheme == "gcs" else parts.scheme
+        key = posixpath.normpath("/" + parts.netloc + "/" + parts.path)
+        return scheme, tuple(p for p in key.split("/") if p)
+    local = urlsplit(text).path if text.startswith("file:") else text
+    names = Path(os.path.realpath(local)).parts
+    if MIRROR in names:
+        at = names.index(MIRROR)
+        if len(names) > at + 2 and names[at + 1] in BUCKET_SCHEMES:
+            return ("gs" if names[at + 1] == "gcs" else names[at + 1]), names[at + 3 :]
+    return "file", names
+
+
+def overlap(output: str | Path, source: str | Path) -> str | None:
+    """How `output` overlaps `source` ("is", "lies inside", "contains"), or None when they are apart."""
+    (store_a, a), (store_b, b) = place(output), place(source)
+    if store_a != store_b:
+        return None
+    if a == b:
+        return "is"
+    if a[: len(b)] == b:
+        return "lies inside"
+    if b[: len(a)] == a:
+        return "contains"
+    return None
+
+
+def check_apart(what: str, output: str | Path, sources: Sequence[str | Path]) -> None:
+    """Refuse an output that is, contains or lies inside one of the inputs: writing there (or `--overwrite`
+    clearing it) would destroy or change what is being read."""
+    for source in sources:
+        how = overlap(output, source)
+        if how is not None:
+            raise PipelineError(
+                f"{what}: output {uri_of(output)} {how} its input {uri_of(source)}; choose an output outside "
+                "every input"
+            )
 
 
 def remove_tree(path: str | Path) -> None:

@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.core.dataset import RUN_FILE, SHARD_RECORDS, STAGE_FILE, atomic_path, sha256_file
 from pipeline.core.errors import PipelineError
 from pipeline.core.stage import now_iso
-from pipeline.core.storage import Location, locate
+from pipeline.core.storage import Location, check_apart, locate, overlap
 
 MANIFEST = "manifest.json"
 # Files beside a published corpus that describe it and are not in its file list.
@@ -61,6 +63,7 @@ def write_bytes(loc: Location, data: bytes) -> None:
 class Corpus:
     manifest: dict[str, Any]
     at: Location  # the manifest file
+    stage: dict[str, Any] | None = None  # the stage manifest, when the corpus is a stage's output folder
 
     @property
     def root(self) -> Location:
@@ -113,7 +116,7 @@ def stage_corpus(stage: Location) -> Corpus:
             f"{stage.uri}: corrupt stage manifest at line {e.lineno} column {e.colno}: {e.msg}"
         ) from None
     files = [f for s in m.get("shards", []) for f in s["files"]]
-    return Corpus({"files": files, "root": ".", "stage": m.get("stage")}, stage)
+    return Corpus({"files": files, "root": ".", "stage": m.get("stage")}, stage, m)
 
 
 def _chunks(loc: Location) -> Iterator[bytes]:
@@ -137,20 +140,23 @@ class Report:
     missing: list[str] = field(default_factory=list)
     corrupt: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     extra: list[str] = field(default_factory=list)
+    counts: str | None = None  # the first count the manifest records that its files or its own sums contradict
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.corrupt or self.extra)
+        return not (self.missing or self.corrupt or self.extra or self.counts)
 
     def lines(self) -> list[str]:
         out = [f"missing  {p}" for p in self.missing]
         out += [f"corrupt  {p}: {why}" for p, why in self.corrupt]
         out += [f"extra    {p}" for p in self.extra]
+        out += [f"counts   {self.counts}"] if self.counts else []
         summary = (
             f"{len(self.ok)}/{self.checked} files verified"
             + (f", {len(self.missing)} missing" if self.missing else "")
             + (f", {len(self.corrupt)} corrupt" if self.corrupt else "")
             + (f", {len(self.extra)} extra" if self.extra else "")
+            + (", counts do not add up" if self.counts else "")
         )
         return out + [summary]
 
@@ -199,7 +205,114 @@ def verify(uri: str | Path) -> Report:
     bar.close()
     listed = {f["path"] for f in entries}
     report.extra = sorted(p for p in _listed_under(corpus.root) if p not in listed)
+    report.counts = count_mismatch(corpus, set(report.ok))
     return report
+
+
+def _rows_in_file(loc: Location) -> int | None:
+    """Rows a file's own metadata records (a Parquet footer; a token shard's `n_tokens`): footers only, cheap."""
+    try:
+        if loc.path.endswith(".parquet"):
+            with loc.fs.open_input_file(loc.path) as f:
+                return int(pq.ParquetFile(f).metadata.num_rows)
+        if loc.path.endswith(".arrow"):
+            with loc.fs.open_input_file(loc.path) as f:
+                meta = pa.ipc.open_file(f).schema.metadata or {}
+            return int(meta[b"n_tokens"]) if b"n_tokens" in meta else None
+    except (OSError, pa.ArrowInvalid, ValueError) as e:
+        raise PipelineError(f"{loc.uri}: unreadable ({e})") from None
+    return None
+
+
+def _file_counts(corpus: Corpus) -> list[tuple[dict[str, Any], str, int]]:
+    """(file entry, what is counted, the count its manifest records) for every file whose own metadata holds it."""
+    if corpus.stage is None:  # a published manifest: rows per document and index file, tokens per token shard
+        return [(f, k, f[k]) for f in corpus.manifest["files"] for k in ("rows", "tokens") if isinstance(f.get(k), int)]
+    out = []
+    for shard in corpus.stage.get("shards", []):
+        # fetch's index keeps the failed URLs too; filter's rejected/ holds only some drops
+        rows = shard.get("rows_in") if corpus.stage.get("stage") == "fetch" else shard.get("rows_out")
+        for f in shard["files"]:
+            if f["path"].endswith(".parquet") and not f["path"].startswith("rejected/") and isinstance(rows, int):
+                out.append((f, "rows", rows))
+            elif f["path"].endswith(".arrow") and isinstance(shard.get("tokens"), int):
+                out.append((f, "tokens", shard["tokens"]))
+    return out
+
+
+def count_mismatch(corpus: Corpus, intact: set[str]) -> str | None:
+    """The first count a manifest records that does not hold: a file's rows against its own metadata, a shard's or
+    the stage's `rows_in - drops == rows_out`, the stage's totals against the sums of its shards."""
+    for entry, what, want in _file_counts(corpus):
+        if entry["path"] not in intact:
+            continue  # already reported as missing or corrupt
+        got = _rows_in_file(corpus.location(entry))
+        if got is not None and got != want:
+            return f"{entry['path']}: holds {got:,} {what}, its manifest records {want:,}"
+    m = corpus.stage
+    if m is None:
+        totals = corpus.manifest.get("totals", {})
+        docs = sum(f["rows"] for f in corpus.files("documents") if isinstance(f.get("rows"), int))
+        if isinstance(totals.get("documents"), int) and docs != totals["documents"]:
+            return f"totals.documents {totals['documents']:,} != {docs:,}, the sum of its document files' rows"
+        for split, n in (totals.get("tokens") or {}).items():
+            got = sum(f["tokens"] for f in corpus.files("tokens", split))
+            if got != n:
+                return f"totals.tokens.{split} {n:,} != {got:,}, the sum of its {split} token shards"
+        return None
+    return stage_count_mismatch(m)
+
+
+def _balance(where: str, rec: dict[str, Any]) -> str | None:
+    if not all(isinstance(rec.get(k), int) for k in ("rows_in", "rows_out")) or not isinstance(rec.get("drops"), dict):
+        return None
+    dropped = sum(rec["drops"].values())
+    if rec["rows_in"] - dropped != rec["rows_out"]:
+        return f"{where}: rows_in {rec['rows_in']:,} - drops {dropped:,} != rows_out {rec['rows_out']:,}"
+    return None
+
+
+def _sum_mismatch(m: dict[str, Any], key: str, shards: list[dict[str, Any]]) -> str | None:
+    if isinstance(m.get(key), int) and shards and all(isinstance(s.get(key), int) for s in shards):
+        got = sum(s[key] for s in shards)
+        if got != m[key]:
+            return f"stage {key} {m[key]:,} != {got:,}, the sum of its shards'"
+    return None
+
+
+def stage_count_mismatch(m: dict[str, Any]) -> str | None:
+    shards = m.get("shards", [])
+    for shard in shards:
+        if why := _balance(f"shard {shard.get('name', '?')}", shard):
+            return why
+    if why := _balance("stage", m):
+        return why
+    stage = m.get("stage")
+    # tokenize counts each document once, by its document shard (its token shards hold the same documents)
+    counted = (
+        [s for s in shards if any(f["path"].startswith("documents/") for f in s["files"])]
+        if stage == "tokenize"
+        else shards
+    )
+    if why := _sum_mismatch(m, "rows_out", counted):
+        return why
+    if stage == "harvest":  # its rows_in counts dump lines, its drops include the map phase's
+        return None
+    if isinstance(m.get("drops"), dict) and all(isinstance(s.get("drops"), dict) for s in shards):
+        summed: dict[str, int] = {}
+        for s in shards:
+            for reason, n in s["drops"].items():
+                summed[reason] = summed.get(reason, 0) + n
+        if {k: v for k, v in summed.items() if v} != {k: v for k, v in m["drops"].items() if v}:
+            return f"stage drops {m['drops']} != {summed}, the sum of its shards'"
+    if why := _sum_mismatch(m, "rows_in", counted):
+        return why
+    if stage == "tokenize" and isinstance(m.get("tokens"), dict):
+        for split, n in m["tokens"].items():
+            got = sum(s["tokens"] for s in shards if s.get("split") == split and isinstance(s.get("tokens"), int))
+            if got != n:
+                return f"stage tokens.{split} {n:,} != {got:,}, the sum of its {split} token shards'"
+    return None
 
 
 def _copy_checked(src: Location, dst: Location, entry: dict[str, Any], bar: tqdm, action: str) -> None:
@@ -226,6 +339,11 @@ def publish(manifest_uri: str | Path, to: str) -> str:
     corpus = open_manifest(manifest_uri)
     m = corpus.manifest
     dest = locate(to).join(m["name"], m["version"])
+    # Onto its own files, a copy would truncate each one before reading it; into its root, it would be extra files
+    # of the corpus. (Beside or below the manifest's own folder is fine: only its manifest.json must not be hit.)
+    check_apart("publish", dest.uri, [corpus.root.uri])
+    if overlap(dest.uri, corpus.at.join("..").uri) == "is":
+        raise PipelineError(f"publish: output {dest.uri} is the folder of its input's manifest {corpus.at.uri}")
     if dest.fs.get_file_info(dest.join(MANIFEST).path).type == pafs.FileType.File:
         there = open_manifest(dest.join(MANIFEST).uri).manifest
         if [f["sha256"] for f in there["files"]] != [f["sha256"] for f in m["files"]]:
@@ -261,6 +379,9 @@ def download(manifest_uri: str | Path, to: str | Path) -> Path:
         return Path(corpus.at.path)
     m = corpus.manifest
     folder = Path(to) / m["name"] / m["version"]
+    check_apart("download", folder, [corpus.root.uri])
+    if overlap(folder, corpus.at.join("..").uri) == "is":
+        raise PipelineError(f"download: output {folder} is the folder of its input's manifest {corpus.at.uri}")
     local = Location(pafs.LocalFileSystem(), str(folder.resolve()))
     bar = _bar(sum(f["bytes"] for f in m["files"]), "download")
     for entry in m["files"]:

@@ -117,6 +117,8 @@ def build(cfg: ManifestConfig) -> dict[str, Any]:
         )
     tokens_dir = chain[-1][0].path
     dest = folder_of(cfg)
+    # The card, Croissant and manifest written into a dataset it describes would be extra files there.
+    storage.check_apart("manifest", dest, [cfg.input] + [ds.path for ds, _ in chain])
     if store_of(tokens_dir) != store_of(dest):
         # The manifest names its files relative to its own folder, which only works within one store.
         raise PipelineError(

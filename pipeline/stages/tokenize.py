@@ -23,7 +23,6 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.core import storage
 from pipeline.core.config import Resources, StageConfig
 from pipeline.core.dataset import Dataset, read_parquet, write_parquet
 from pipeline.core.errors import PipelineError
@@ -199,7 +198,8 @@ def pack_shard(task: ShardTask[TokenizeConfig, Pack]) -> Record:
 
 def run(cfg: TokenizeConfig, runner: Runner | None, overwrite: bool = False) -> Record:
     src = Dataset(cfg.input)
-    run_ = StageRun("tokenize", cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite)
+    # _work/ (the encoded tokens) goes once _stage.json is written, also when a rerun finds a run killed in between.
+    run_ = StageRun("tokenize", cfg, cfg.output, {src.uri: src.fingerprint()}, runner, overwrite, scratch=("_work",))
     if run_.reused:
         return run_.out.manifest() | {"reused": True}
     out = run_.out.path.resolve()
@@ -230,6 +230,4 @@ def run(cfg: TokenizeConfig, runner: Runner | None, overwrite: bool = False) -> 
             raise PipelineError(f"tokenize: {s} shards hold {packed_tokens:,} tokens, encoded {totals['tokens'][s]:,}")
     # Documents are counted once, by their document shards (the token shards hold the same documents).
     docs_total = sum(r["rows_out"] for r in encoded)
-    manifest = run_.finish(shards, rows_in=docs_total, rows_out=docs_total, extra=totals)
-    storage.remove_tree(out / "_work")
-    return manifest
+    return run_.finish(shards, rows_in=docs_total, rows_out=docs_total, extra=totals)
