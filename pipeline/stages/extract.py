@@ -94,7 +94,8 @@ _WARM_UP = b"<html><body><article><p>A paragraph of a few words, enough to extra
 def serve(fd: int, settings: str) -> None:
     """The child's loop: (html, url) in, ("ok", text) out, until the parent closes its end."""
     conn = Connection(fd)
-    options, max_memory_mb = json.loads(settings)
+    options, max_memory_mb, parent = json.loads(settings)
+    _die_with(parent)
     tconfig = trafilatura_config()
     # trafilatura's first call loads what it needs lazily (~0.4 s): paid here, not out of a document's time limit
     trafilatura.extract(_WARM_UP, output_format="txt", with_metadata=False, config=tconfig, **options)
@@ -123,6 +124,18 @@ def serve(fd: int, settings: str) -> None:
         conn.send(("ok", text))
 
 
+def _die_with(parent: int) -> None:
+    """A task killed while its child parses in C would leave the child running to the end of that parse: on Linux
+    the kernel kills it with its parent (PR_SET_PDEATHSIG; the task's thread creates and outlives the child)."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+
 class ExtractionError(PipelineError):
     pass
 
@@ -133,7 +146,7 @@ class _Worker:
 
     def __init__(self, cfg: ExtractConfig, start_timeout_s: float = 120.0):
         ours, theirs = Pipe()
-        settings = json.dumps([{k: getattr(cfg, k) for k in TRAFILATURA_OPTIONS}, cfg.max_memory_mb])
+        settings = json.dumps([{k: getattr(cfg, k) for k in TRAFILATURA_OPTIONS}, cfg.max_memory_mb, os.getpid()])
         root = str(Path(__file__).resolve().parents[2])  # where `pipeline` imports from, also outside the venv
         env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         code = "import sys; from pipeline.stages.extract import serve; serve(int(sys.argv[1]), sys.argv[2])"

@@ -140,3 +140,33 @@ def test_extract_shard_counts_each_drop(tmp_path):
     cfg = ExtractConfig(input=str(index.parent), output=str(tmp_path / "docs"), timeout_s=0.5, max_html_bytes=10**6)
     rec = extract_shard(ShardTask(shard_name(0), [str(index)], cfg.output, cfg, None))
     assert rec["rows_out"] == 1 and rec["drops"] == {"extraction_timeout": 1, "html_too_large": 1}
+
+
+def test_the_extraction_process_dies_with_its_task(tmp_path):
+    # A task killed (kill -9 of its worker) while its child parses in C: the child goes at once, not at the end
+    # of the parse (PR_SET_PDEATHSIG); 70,000 attributes keep lxml busy for ~10 s.
+    import subprocess
+    import sys
+
+    import psutil
+
+    page = tmp_path / "page.html"
+    page.write_bytes(many_attributes(70_000))
+    code = (
+        "import sys, threading, time\n"
+        "from pipeline.stages.extract import ExtractConfig, Extractor\n"
+        "ex = Extractor(ExtractConfig(input='i', output='o', timeout_s=60))\n"
+        f"assert ex({SMALL!r}, None).text\n"
+        "print(ex._worker.proc.pid, flush=True)\n"
+        f"threading.Thread(target=ex, args=(open({str(page)!r}, 'rb').read(), None), daemon=True).start()\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = psutil.Process(int(parent.stdout.readline()))
+    time.sleep(1.0)  # the page is in the child's parser now
+    assert child.is_running() and child.cpu_percent(interval=0.3) > 20
+    parent.kill()
+    parent.wait()
+    gone, _ = psutil.wait_procs([child], timeout=2.0)
+    assert gone, "the extraction process outlived its task"
