@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.config import StageConfig, load_config, read_file_section
-from pipeline.core.dataset import Dataset, write_json
+from pipeline.core import storage
+from pipeline.core.config import StageConfig, check_tables, load_config, read_file_section
+from pipeline.core.dataset import RUN_FILE, Dataset, read_json, write_json
 from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.core.runner import Runner
 from pipeline.core.stage import Record, Stage, running, summary_line
@@ -118,6 +119,12 @@ PIPELINE: tuple[Stage[Any], ...] = (
 
 DEFAULT_ROOT = "runs/owt"
 TRAIN_OUTPUT = "train"  # the trainer's checkpoints and logs, under the root beside the datasets
+# A config file's tables besides the stages': the datasets' root, and the trainer's settings (model/train.py).
+PIPELINE_TABLE, TRAIN_TABLE = "pipeline", "train"
+PIPELINE_KEYS = ("root",)
+# Text brought with `python -m pipeline ingest` is written in extract's contract: it may enter the chain at any stage
+# after extract that writes a dataset (pipeline/ops/ingest.py), skipping those the user's text needs not.
+INGEST, ENTRY_AFTER = "ingest", "extract"
 
 
 def names() -> list[str]:
@@ -131,12 +138,24 @@ def stage(name: str) -> Stage[Any]:
     raise PipelineError(f"unknown stage {name!r} (stages: {', '.join(names())})")
 
 
+def check_config_file(config_file: str | Path) -> None:
+    """Tables and [pipeline] keys no one reads are refused: a misspelt `[extrat]` would be ignored without a word."""
+    check_tables(config_file, [PIPELINE_TABLE, *names(), TRAIN_TABLE])
+    for key in read_file_section(config_file, PIPELINE_TABLE):
+        if key not in PIPELINE_KEYS:
+            raise ConfigError(
+                f"{config_file}: [{PIPELINE_TABLE}] unknown key {key!r} (known keys: {', '.join(PIPELINE_KEYS)})"
+            )
+
+
 def root_of(config_file: str | Path | None, root: str | None = None) -> str:
-    """--root, else `[pipeline] root` of the config file, else runs/owt."""
+    """--root, else `[pipeline] root` of the config file, else runs/owt. The config file is checked first."""
+    if config_file is not None:
+        check_config_file(config_file)
     if root:
         return root
     if config_file is not None:
-        value = read_file_section(config_file, "pipeline").get("root")
+        value = read_file_section(config_file, PIPELINE_TABLE).get("root")
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{config_file}: [pipeline] root must be a path, got {value!r}")
         if value:
@@ -186,9 +205,66 @@ def train_folders(root: str) -> dict[str, str]:
     return {"data": corpus_folder(root), "out_dir": under(root, TRAIN_OUTPUT)}
 
 
-def run_stage(name: str, cfg: StageConfig, runner: Runner | None, overwrite: bool = False) -> Record:
-    """One stage, as every entry point runs it: its manifest records what the stage is (funnel label, text)."""
+def text_entries() -> list[str]:
+    """The stages `ingest`'s documents may enter."""
+    after = names().index(ENTRY_AFTER) + 1
+    return [s.name for s in PIPELINE[after:] if s.uses_ray]
+
+
+def accepted_inputs(name: str) -> list[str]:
+    """The stages whose output `name` reads: the one before it in the chain (or the one writing the folder its entry
+    names), and ingest where text may enter; none for a stage whose config names its input (harvest's dumps)."""
     s = stage(name)
+    if s.input is None or (s.input == "previous" and names().index(name) == 0):
+        return []
+    if s.input == "previous":
+        writers = [names()[names().index(name) - 1]]
+    else:
+        writers = [t.name for t in PIPELINE if t.output == s.input]
+    return writers + ([INGEST] if writers and name in text_entries() else [])
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def check_input(name: str, cfg: StageConfig) -> None:
+    """Refuse, before anything runs, an input that another stage wrote than the one `name` reads (tokenize given
+    extract's documents, which skipped filter and dedup; extract given links), naming what it expected and what it
+    got. The writer is the one its `_stage.json` names, or the `_run.json` of an unfinished run; an input without
+    either is left to the stage, which says it is missing or incomplete, and so is one a writer outside the chain
+    made."""
+    accepted = accepted_inputs(name)
+    if not accepted or not isinstance(cfg.input, str):
+        return
+    ds = Dataset(cfg.input)
+    unfinished = not storage.is_file(ds.stage_file)
+    if unfinished and not storage.is_file(ds.path / RUN_FILE):
+        return
+    record = read_json(ds.path / RUN_FILE if unfinished else ds.stage_file)
+    if unfinished:
+        record = record.get("identity") if isinstance(record, dict) else None
+    got = record.get("stage") if isinstance(record, dict) else None
+    if got not in [*names(), INGEST] or got in accepted:
+        return  # written by a program of its own (a benchmark's generator): the stage's own checks apply
+    expected, *others = accepted
+    alternatives = "".join(f" (or {o}'s)" for o in others)
+    chain = names()
+    if got in chain and chain.index(got) < chain.index(expected):
+        advice = f"run {_and(chain[chain.index(got) + 1 : chain.index(expected) + 1])} on it first"
+    else:
+        advice = f"give it {expected}'s output ({stage(expected).output}/ under the root)"
+    raise PipelineError(
+        f"{name}: input {ds.uri} holds {got}'s output{' (unfinished)' if unfinished else ''}, but {name} reads "
+        f"{expected}'s{alternatives}: {advice}"
+    )
+
+
+def run_stage(name: str, cfg: StageConfig, runner: Runner | None, overwrite: bool = False) -> Record:
+    """One stage, as every entry point runs it: its input checked to be of the kind it reads, and its manifest
+    recording what the stage is (funnel label, text)."""
+    s = stage(name)
+    check_input(name, cfg)
     with running(s):
         result = s.run(cfg, runner, overwrite)
     if result.get("reused") and s.uses_ray and result.get("about") != s.described():

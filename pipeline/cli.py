@@ -11,7 +11,7 @@ import os
 import sys
 
 from pipeline import chain
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, os_error_line
 
 # Commands with their own argument parser: name -> (module, main function, help).
 TOOLS: dict[str, tuple[str, str, str]] = {
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from pipeline.ops.demo import run_demo
 
+            if args.config:
+                chain.check_config_file(args.config)
             return run_demo(args)
         stage = chain.stage(args.command)
         cfg = chain.config_for(stage.name, args.config, args.overrides, root=args.root)
@@ -135,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # A full disk, an output folder not writable, a file where a folder should be: the user's to fix, in one
+        # line. (An error Ray raised for a task may be an OSError too: its cause is the one to show.)
+        cause = getattr(e, "cause", None)
+        print(f"error: {os_error_line(cause if isinstance(cause, OSError) else e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished shards are kept; rerun the same command to resume", file=sys.stderr)

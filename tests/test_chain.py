@@ -126,7 +126,7 @@ def test_a_reused_stage_takes_its_current_description(tmp_path, finished_dataset
 
     docs = pa.table({"url": ["http://a.example/"], "final_url": ["http://a.example/"], "lang": ["en"],
                      "lang_score": [0.9], "n_tokens": [500], "text": ["x"]})  # fmt: skip
-    finished_dataset(tmp_path / "docs", [docs])
+    finished_dataset(tmp_path / "docs", [docs], stage="annotate")
     cfg = chain.stage("filter").config(input=str(tmp_path / "docs"), output=str(tmp_path / "out"))
     chain.stage("filter").run(cfg, LocalRunner(), False)  # as a program calling the stage module directly
     assert "about" not in json.loads((tmp_path / "out" / "_stage.json").read_text())

@@ -6,9 +6,11 @@ Unknown keys and wrong types fail with one line that names the stage, the key an
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -85,18 +87,34 @@ def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
     target[keys[-1]] = value
 
 
-def read_file_section(path: str | Path, section: str) -> dict[str, Any]:
+def read_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
-    value = data.get(section, {})
+
+
+def read_file_section(path: str | Path, section: str) -> dict[str, Any]:
+    value = read_file(path).get(section, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{p}: [{section}] must be a table")
+        raise ConfigError(f"{path}: [{section}] must be a table")
     return dict(value)
+
+
+def check_tables(path: str | Path, known: Sequence[str]) -> None:
+    """Refuse a table no one reads (`[extrat]`), naming the closest known one: its settings would be lost without a
+    word. Keys outside any table are refused too."""
+    for name, value in read_file(path).items():
+        if name in known:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: key {name!r} outside any table (tables: {', '.join(known)})")
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean [{close[0]}]? " if close else ""
+        raise ConfigError(f"{path}: unknown table [{name}] ({hint}tables: {', '.join(known)})")
 
 
 def load_config(

@@ -51,6 +51,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         fault_point(f"write.{final.name}", before=lambda: _cut_in_half(tmp))
         os.replace(tmp, final)
         storage.pushed(final)
+    except OSError as e:
+        if e.filename is None:  # pyarrow's and some writers' errors name no file: the error line names this one
+            e.filename = str(final)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -22,8 +22,7 @@ from pipeline.core.stage import Stage, running, summary_line
 from pipeline.stages import ingest
 
 # The stages text can enter: every one after extract (its output is the documents contract ingest writes).
-AFTER = chain.names().index("extract") + 1
-ENTRIES = [s.name for s in chain.PIPELINE[AFTER:] if s.uses_ray]
+ENTRIES = chain.text_entries()
 INGEST = Stage(
     "ingest",
     ingest.IngestConfig,

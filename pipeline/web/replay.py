@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pipeline.core.errors import PipelineError, os_error_line
 from pipeline.text.urls import normalize_url
 from pipeline.text.warc import HOP_BY_HOP, Response, iter_responses
 
@@ -192,7 +193,12 @@ class ReplayServer:
         self.archive = archive = ReplayArchive(warc_files)
         self.ca = LocalCA()
         handler = type("Handler", (_Handler,), {"archive": archive, "ca": self.ca})
-        self.httpd = _Server((host, port), handler)
+        try:
+            self.httpd = _Server((host, port), handler)
+        except OSError as e:  # the port is taken (another replay still running?), or privileged
+            raise PipelineError(
+                f"replay: cannot listen on {host}:{port}: {os_error_line(e)}; choose another --port"
+            ) from None
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

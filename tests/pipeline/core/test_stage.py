@@ -68,7 +68,7 @@ def make_docs(path: Path, shared: Path, shards: int = 30, per_shard: int = 40) -
     write_json(
         path / STAGE_FILE,
         {
-            "stage": "extract",
+            "stage": "annotate",
             "shards": records,
             "output_fingerprint": "docs-v1",
             "inputs": {},

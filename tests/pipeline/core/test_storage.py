@@ -140,7 +140,7 @@ def test_a_killed_remote_stage_resumes_and_an_incomplete_one_is_refused(tmp_path
         )
         for s in range(2)
     ]
-    finished_dataset(docs.path, tables, stage="extract")
+    finished_dataset(docs.path, tables, stage="annotate")
     cfg = FilterConfig(input=src_uri, output=under(base, "filtered"))
 
     first = run_stage("filter", cfg, LocalRunner())
