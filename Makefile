@@ -25,7 +25,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 help:
 	@echo "make demo    - the whole pipeline + a tiny GPT-2 on the embedded sample (offline)"
-	@echo "make e2e     - every stage on real pages and real 2005 dumps, the funnel checked against the inputs (~3-4 min; E2E_ARGS=--small: the CI subset)"
+	@echo "make e2e     - every stage on real pages and real 2005 dumps, the funnel checked against the inputs (~3 min; E2E_ARGS=--small: the CI subset)"
 	@echo "make test    - the test suite"
 	@echo "make fuzz    - property-based fuzzing of the input parsers (~10 min; FUZZ_SCALE=30 times the examples of make test)"
 	@echo "make <stage> - one stage of pipeline/chain.py, or train   (CONFIG=file.toml ROOT=dir SET='key=value ...')"
