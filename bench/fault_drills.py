@@ -249,6 +249,13 @@ def main() -> int:
     base = {n: run_stage(n, c, LocalRunner()) for n, c in list(configs(fetched, work / "base").items())[: last + 1]}
     rows = []
 
+    def drill_config(stage: str, folder: Path) -> Any:
+        """The stage's config writing to `folder`, reading the reference run's output of the stage before it."""
+        cfg = configs(fetched, folder)[stage]
+        if stage == "extract":
+            return cfg
+        return cfg.model_copy(update={"input": base[CHAIN[CHAIN.index(stage) - 1]]["config"]["output"]})
+
     def record(kind: str, stage: str, fault: str, ok: bool, detail: str) -> None:
         rows.append({"kind": kind, "stage": stage, "fault": fault, "ok": ok, "detail": detail})
         print(f"{'PASS' if ok else 'FAIL'}  {kind:8} {stage:9} {fault:42} {detail}", flush=True)
@@ -257,9 +264,7 @@ def main() -> int:
         for j, fault in enumerate(faults):
             if not chosen("worker", stage, fault):
                 continue
-            cfg = configs(fetched, work / f"w{i}-{j}")[stage]
-            if stage != "extract":
-                cfg = cfg.model_copy(update={"input": base[CHAIN[CHAIN.index(stage) - 1]]["config"]["output"]})
+            cfg = drill_config(stage, work / f"w{i}-{j}")
             marker = work / f"w{i}-{j}.fired"
             rc, res, err = on_ray(stage, cfg, {"OWT_FAULT": fault, "OWT_FAULT_MARKER": str(marker)})
             same = res is not None and res["fingerprint"] == base[stage]["output_fingerprint"]
@@ -271,9 +276,7 @@ def main() -> int:
     for i, (stage, fault) in enumerate(DRIVER_FAULTS.items()):
         if not chosen("driver", stage, fault):
             continue
-        cfg = configs(fetched, work / f"d{i}")[stage]
-        if stage != "extract":
-            cfg = cfg.model_copy(update={"input": base[CHAIN[CHAIN.index(stage) - 1]]["config"]["output"]})
+        cfg = drill_config(stage, work / f"d{i}")
         env = {"OWT_FAULT": fault, "OWT_FAULT_MARKER": str(work / f"d{i}.fired")}
         rc1, _, _ = on_ray(stage, cfg, env)
         incomplete = not Dataset(cfg.output).is_complete()
@@ -292,9 +295,7 @@ def main() -> int:
     for i, (stage, fault) in enumerate(MIDWRITE_WORKER.items()):
         if not chosen("midwrite", stage, fault):
             continue
-        cfg = configs(fetched, work / f"mw{i}")[stage]
-        if stage != "extract":
-            cfg = cfg.model_copy(update={"input": base[CHAIN[CHAIN.index(stage) - 1]]["config"]["output"]})
+        cfg = drill_config(stage, work / f"mw{i}")
         marker = work / f"mw{i}.fired"
         rc, res, err = on_ray(stage, cfg, {"OWT_FAULT": fault, "OWT_FAULT_MARKER": str(marker)})
         same = res is not None and res["fingerprint"] == base[stage]["output_fingerprint"]
@@ -307,9 +308,7 @@ def main() -> int:
     for i, (stage, fault) in enumerate(MIDWRITE_DRIVER.items()):
         if not chosen("midwrite", stage, fault):
             continue
-        cfg = configs(fetched, work / f"md{i}")[stage]
-        if stage != "extract":
-            cfg = cfg.model_copy(update={"input": base[CHAIN[CHAIN.index(stage) - 1]]["config"]["output"]})
+        cfg = drill_config(stage, work / f"md{i}")
         env = {"OWT_FAULT": fault, "OWT_FAULT_MARKER": str(work / f"md{i}.fired")}
         rc1, _, _ = on_ray(stage, cfg, env)
         half = temporaries(cfg.output)  # the kill's half-written file, under its temporary name
